@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from visit.matmul import rows_times
 from visit.models.loading import VisitModel
 from visit.tokens import token_string
 
@@ -68,7 +69,8 @@ class LogitLens:
 
     def logits(self, vectors: torch.Tensor, mode: str = "renorm") -> torch.Tensor:
         """``[n, d_model] -> [n, d_vocab]``; only use for small n (see :meth:`project`)."""
-        logits = self.normed(vectors, mode) @ self.W_U
+        logits = rows_times(self.normed(vectors, mode).reshape(-1, self.W_U.shape[0]), self.W_U)
+        logits = logits.reshape(*vectors.shape[:-1], -1)
         return logits if self.b_U is None else logits + self.b_U
 
     def project(self, vectors: torch.Tensor, mode: str = "renorm", k: int = 10,

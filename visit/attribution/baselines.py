@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from visit.attribution.logprob import FrozenLens, imp_from_logit_change
+from visit.attribution.logprob import FrozenLens, imp_of_scaled
 
 METHODS = ("logp_increase", "logp", "prob_increase", "norm", "coefficient", "inv_rank", "coef_norm",
            "coef_inv_rank")
@@ -58,9 +58,9 @@ def ffn_method_scores(trace, target_id: int, chunk: int = 512) -> dict[str, torc
         rows = {name: [] for name in ("logp_increase", "logp", "inv_rank")}
         for start in range(0, W_out.shape[0], chunk):
             u = lens.delta_logits(W_out[start:start + chunk])  # [k, V]
-            m = coeff[start:start + chunk].unsqueeze(-1)
-            rows["logp_increase"].append(imp_from_logit_change(base_logp, m * u, target_id))
-            rows["logp"].append(imp_from_logit_change(zero_logp, m * u, target_id) + zero_logp[target_id])
+            m = coeff[start:start + chunk]
+            rows["logp_increase"].append(imp_of_scaled(base_logp, u, m, target_id))
+            rows["logp"].append(imp_of_scaled(zero_logp, u, m, target_id) + zero_logp[target_id])
             rank = (u > u[:, target_id:target_id + 1]).sum(-1) + 1
             rows["inv_rank"].append(1.0 / rank.float())
         imp = torch.cat(rows["logp_increase"])

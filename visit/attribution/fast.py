@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import torch
 
-from visit.attribution.logprob import FrozenLens, attn_neuron_coefficients
+from visit.attribution.logprob import FrozenLens, attn_neuron_coefficients, imp_of_scaled
 
 # float32 rounding of the bound terms (dot products of length d_model, then a few products):
 # comparisons are widened by this many units of the largest term's magnitude
@@ -68,6 +68,24 @@ class NeuronGroup:
     base: torch.Tensor  # [d_model]
     directions: torch.Tensor  # [n, d_model]
     coefficients: torch.Tensor  # [c, n]
+    key: tuple | None = None  # names the directions (e.g. ("ffn", layer)) so their norms are cached per model
+
+
+@dataclass
+class DirectionStats:
+    """Per-direction constants of a model (``[n]`` each): with ``w`` the final norm's weight,
+    ``||L(d)|| = centred_norm / scale`` and ``L(d)·x = (d·(w x) - mean * sum(w x)) / scale``."""
+
+    mean: torch.Tensor | None  # mean over d_model, when the norm centres (LayerNorm)
+    centred_norm: torch.Tensor  # ||(d - mean) * w||
+    norm: torch.Tensor  # ||d||, for the rounding margin
+
+
+def direction_stats(lens: FrozenLens, directions: torch.Tensor) -> DirectionStats:
+    directions = directions.float()
+    mean = directions.mean(-1) if lens.centre else None
+    centred = directions - mean.unsqueeze(-1) if lens.centre else directions
+    return DirectionStats(mean, (centred * lens.weight).norm(dim=-1), directions.norm(dim=-1))
 
 
 @dataclass
@@ -85,39 +103,41 @@ class FastScores:
         return flat.topk(k, largest=largest)
 
 
-_COL_NORM_MAX: dict[tuple, torch.Tensor] = {}
-
-
-def _col_norm_max(W_U: torch.Tensor) -> torch.Tensor:
-    """``max_j ||W_U[:, j]||`` (cached per unembedding)."""
-    key = (W_U.data_ptr(), tuple(W_U.shape), str(W_U.device))
-    if key not in _COL_NORM_MAX:
-        _COL_NORM_MAX[key] = W_U.norm(dim=0).max()
-    return _COL_NORM_MAX[key]
-
-
 def _bounds(lens: FrozenLens, groups: list[NeuronGroup], target_id: int):
-    """Bounds of every neuron of every group; the base distributions of all groups in one pass."""
+    """Bounds of every neuron of every group; the base distributions of all groups in one pass.
+
+    Per group one matrix-vector product over the raw directions: the frozen norm's linear part is
+    folded into the vector it meets, and the norms it needs are model constants (cached).
+    """
     base_logp = lens.logits(torch.stack([grp.base for grp in groups])).log_softmax(-1)  # [G, V]
     g_all = base_logp.exp() @ lens.W_U.T  # [G, d_model]: W_U p for each base
     t = lens.W_U[:, target_id]
-    r_max = _col_norm_max(lens.W_U)
+    r_max = lens.model_constant(("max column norm",), lambda: lens.W_U.norm(dim=0).max())
+    y_all = (t - g_all) * lens.weight / lens.scale  # so that L(d)·(t - g) = d·y (- the centring term)
+    a_norms = (t.abs() + g_all.abs()).norm(dim=-1)  # [G]
     out = []
-    for grp, g in zip(groups, g_all):
-        n = lens.linear(grp.directions)  # [n, d_model]
-        first = n @ (t - g)  # u_i[w] - E_p u_i
-        spread = 2 * r_max * n.norm(dim=-1)  # a valid range of u_i over the vocabulary (Cauchy-Schwarz)
+    for grp, y, a_norm in zip(groups, y_all, a_norms):
+        stats = (lens.model_constant(("direction stats",) + grp.key, lambda: direction_stats(lens, grp.directions))
+                 if grp.key is not None else direction_stats(lens, grp.directions))
+        first = grp.directions.float() @ y  # u_i[w] - E_p u_i
+        rounding = stats.norm * y.norm()  # of that product, and (below) of t - g, both by Cauchy-Schwarz
+        if stats.mean is not None:
+            first = first - stats.mean * y.sum()
+            rounding = rounding + stats.mean.abs() * y.abs().sum()
+        l_norm = stats.centred_norm / lens.scale  # ||L(d_i)||
+        rounding = rounding + l_norm * a_norm
+        spread = 2 * r_max * l_norm  # a valid range of u_i over the vocabulary (Cauchy-Schwarz)
         m = grp.coefficients
         upper = m * first
         lower = upper - (m * spread).pow(2) / 8
-        slack_upper = _ULPS * m.abs() * (n.abs() @ (t.abs() + g.abs()))
+        slack_upper = _ULPS * m.abs() * rounding
         slack_lower = slack_upper + _ULPS * (m * spread).pow(2)
         out.append((upper, lower, slack_upper, slack_lower))
     return out, base_logp
 
 
 def _rescore(lens: FrozenLens, groups: list[NeuronGroup], base_logp: torch.Tensor, target_id: int,
-             g_idx: torch.Tensor, r_idx: torch.Tensor, c_idx: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+             g_idx: torch.Tensor, r_idx: torch.Tensor, c_idx: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """Exact scores of neurons ``(group, row, col)``: ``[k]``, the same arithmetic as brute force.
 
     Each distinct direction is projected through W_U once, whatever number of coefficient rows
@@ -128,20 +148,14 @@ def _rescore(lens: FrozenLens, groups: list[NeuronGroup], base_logp: torch.Tenso
     coefficients = _stack_padded([grp.coefficients for grp in groups])  # [G, c, n]
     pairs, slot = (g_idx * n_cols + c_idx).unique(return_inverse=True)
     for start in range(0, pairs.numel(), chunk):
-        chunk_pairs = pairs[start:start + chunk].tolist()
-        directions = torch.stack([groups[pr // n_cols].directions[pr % n_cols] for pr in chunk_pairs])
+        chunk_pairs = pairs[start:start + chunk]
+        directions = torch.cat([groups[g].directions[chunk_pairs[chunk_pairs // n_cols == g] % n_cols]
+                                for g in (chunk_pairs // n_cols).unique().tolist()])  # pairs are sorted
         u = lens.delta_logits(directions)  # [k, V]
         picked = ((slot >= start) & (slot < start + chunk)).nonzero().flatten()
-        picked = picked[slot[picked].argsort(stable=True)]
-        for part in picked.split(chunk):
-            m = coefficients[g_idx[part], r_idx[part], c_idx[part]]
-            rows = slot[part] - start
-            # one row per direction in order (every FFN chunk): use u as it is rather than a gathered copy
-            in_order = rows.numel() == u.shape[0] and bool((rows == torch.arange(rows.numel(), device=rows.device)).all())
-            u_rows = u if in_order else u[rows]
-            # base + m * u in one fused pass; then one log-sum-exp (the hot loop: [k, V] passes add up)
-            shifted = torch.addcmul(base_logp[g_idx[part]], m.unsqueeze(-1), u_rows)
-            out[part] = m * u[rows, target_id] - shifted.logsumexp(-1)
+        picked = picked[slot[picked].argsort(stable=True)]  # read u in order
+        m = coefficients[g_idx[picked], r_idx[picked], c_idx[picked]]
+        out[picked] = imp_of_scaled(base_logp, u, m, target_id, base_rows=g_idx[picked], u_rows=slot[picked] - start)
     return out
 
 
@@ -154,19 +168,27 @@ def _stack_padded(mats: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def _mask(index: torch.Tensor, size: int) -> torch.Tensor:
+    mask = torch.zeros(size, dtype=torch.bool, device=index.device)
+    mask[index] = True
+    return mask
+
+
 def fast_scores(lens: FrozenLens, groups: list[NeuronGroup], target_id: int, k: int = 1000,
                 k_bottom: int = 0, k_per_group: int = 0, k_bottom_per_group: int = 0,
-                batch: int = 128) -> FastScores:
+                margin: int = 16) -> FastScores:
     """Bounds for all neurons, then exact rescoring in rounds (see the module docstring).
 
     Exact: the top ``k`` and bottom ``k_bottom`` over all groups, and the top ``k_per_group`` and
     bottom ``k_bottom_per_group`` within each group (layer) -- the same argument, one threshold
     per group.
 
-    The first round rescores the K neurons with the highest upper bounds; each later round the
-    ``batch`` unscored neurons with the highest upper bounds that can still reach the threshold,
-    which is then raised to the K-th largest of (exact score where known, lower bound elsewhere).
-    It stops when no unscored upper bound reaches the threshold.
+    Each round rescores the unscored neurons among the K with the highest upper bounds (exact
+    scores standing in for bounds where known): the K-th of those bounds is above the true K-th
+    score, so all of them have to be rescored anyway. The threshold is then raised to the K-th
+    largest of (exact score where known, lower bound elsewhere). It stops when no unscored upper
+    bound reaches the threshold. Each round also takes the ``margin`` (or K/64) next-best open
+    neurons, which usually saves a second pass over W_U.
     """
     bounds, base_logp = _bounds(lens, groups, target_id)
     upper = torch.stack([b[0] for b in bounds])
@@ -191,22 +213,30 @@ def fast_scores(lens: FrozenLens, groups: list[NeuronGroup], target_id: int, k: 
         kk = min(kk, total // n_groups if per_group else total)
         if kk <= 0:
             continue
-        first = True
+        per = total // n_groups
         while True:
             # for the bottom K everything is mirrored: the bounds swap roles and change sign
             best, worst = (hi, lo) if sign > 0 else (-lo, -hi)
             if per_group:  # the same argument within each group (layer), one threshold per group
-                tau = worst.view(n_groups, -1).topk(kk, dim=1).values[:, -1:].expand(-1, total // n_groups)
-                tau = tau.reshape(-1)
+                tau = worst.view(n_groups, -1).topk(kk, dim=1).values[:, -1:].expand(-1, per).reshape(-1)
+                offsets = torch.arange(n_groups, device=hi.device).unsqueeze(1) * per
+                leaders = (best.view(n_groups, -1).topk(kk, dim=1).indices + offsets).reshape(-1)
             else:
                 tau = worst.topk(kk).values[-1]
+                leaders = best.topk(kk).indices
             open_ = (~exact) & (best >= tau)
             if not open_.any():
                 break
-            size = (kk * n_groups if per_group else kk) if first else batch
-            first = False
-            order = torch.where(open_, best, torch.full_like(best, -torch.inf)).topk(min(size, int(open_.sum())))
-            rescore(order.indices)
+            # The K-th largest ``best`` bounds the true K-th score from above, so every unscored
+            # neuron among the K leaders must be rescored in any case: no wasted projections.
+            pick = leaders[~exact[leaders]]
+            # Plus a few of the next most promising open neurons: the true K-th score lies a little
+            # below the leaders' bounds, and every extra round streams all of W_U again.
+            n_extra = min(max(margin, pick.numel() // 64), int(open_.sum()) - pick.numel())
+            if n_extra > 0:
+                others = torch.where(open_ & ~_mask(pick, total), best, torch.full_like(best, -torch.inf))
+                pick = torch.cat([pick, others.topk(n_extra).indices])
+            rescore(pick)
     return FastScores(scores.reshape(shape), exact.reshape(shape), upper, lower, int(exact.sum()))
 
 
@@ -222,8 +252,8 @@ class NeuronScores:
 
 def ffn_groups(trace) -> list[NeuronGroup]:
     w, pos = trace.vm.weights, trace.position
-    return [NeuronGroup(trace.resid(l, "mid"), w.W_out(l), trace[f"blocks.{l}.mlp.hook_post"][pos].unsqueeze(0))
-            for l in range(trace.n_layers)]
+    return [NeuronGroup(trace.resid(l, "mid"), w.W_out(l), trace[f"blocks.{l}.mlp.hook_post"][pos].unsqueeze(0),
+                        ("ffn", l)) for l in range(trace.n_layers)]
 
 
 def attn_groups(trace, per_source: bool = True) -> list[NeuronGroup]:
@@ -234,7 +264,7 @@ def attn_groups(trace, per_source: bool = True) -> list[NeuronGroup]:
         if not per_source:
             coeff = coeff.sum(0, keepdim=True)
         directions = trace.vm.weights.W_O(layer).reshape(d.n_heads * d.d_head, d.d_model)
-        groups.append(NeuronGroup(trace.resid(layer, "pre"), directions, coeff))
+        groups.append(NeuronGroup(trace.resid(layer, "pre"), directions, coeff, ("attn", layer)))
     return groups
 
 

@@ -80,12 +80,14 @@ class ModelWeights:
         self.adapter = adapter
         self.dims = dims
         self.blocks = get_module(model, adapter.blocks)
-        self._cache: dict[tuple, torch.Tensor] = {}
+        self._cache: dict[tuple, object] = {}
 
     def block_module(self, layer: int, path: str) -> nn.Module:
         return get_module(self.blocks[layer], path)
 
-    def _cached(self, key, build):
+    def memo(self, key, build):
+        """``build()`` once per key for this model: weight views and constants derived from the
+        weights (e.g. per-neuron norms the attribution bounds use)."""
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
@@ -93,7 +95,7 @@ class ModelWeights:
     def W_O(self, layer: int) -> torch.Tensor:
         """``[n_heads, d_head, d_model]``"""
         d = self.dims
-        return self._cached(
+        return self.memo(
             ("W_O", layer),
             lambda: as_in_out(self.block_module(layer, self.adapter.attn_out), self.adapter.weight_layout).reshape(
                 d.n_heads, d.d_head, d.d_model
@@ -102,27 +104,27 @@ class ModelWeights:
 
     def b_O(self, layer: int) -> torch.Tensor:
         """``[d_model]`` (zeros when the model has no output bias)"""
-        return self._cached(
+        return self.memo(
             ("b_O", layer),
             lambda: bias_or_zeros(self.block_module(layer, self.adapter.attn_out), self.dims.d_model, self.device),
         )
 
     def W_out(self, layer: int) -> torch.Tensor:
         """``[d_mlp, d_model]``: row i is neuron i's value vector."""
-        return self._cached(
+        return self.memo(
             ("W_out", layer),
             lambda: as_in_out(self.block_module(layer, self.adapter.mlp_out), self.adapter.weight_layout),
         )
 
     def b_out(self, layer: int) -> torch.Tensor:
-        return self._cached(
+        return self.memo(
             ("b_out", layer),
             lambda: bias_or_zeros(self.block_module(layer, self.adapter.mlp_out), self.dims.d_model, self.device),
         )
 
     def W_in(self, layer: int, which: int = 0) -> torch.Tensor:
         """``[d_model, d_mlp]``: column i is neuron i's key (gate for ``which=0`` on gated MLPs, up for 1)."""
-        return self._cached(
+        return self.memo(
             ("W_in", layer, which),
             lambda: as_in_out(self.block_module(layer, self.adapter.mlp_in[which]), self.adapter.weight_layout),
         )
