@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from visit.attribution.baselines import METHODS, ffn_method_scores
-from visit.attribution.intervention import Component, final_log_probs, metrics_of, random_components, zeroed
+from visit.attribution.intervention import (
+    Component,
+    final_log_probs,
+    metrics_of,
+    random_components,
+    random_ffn_at_sources,
+    zeroed,
+)
 from visit.attribution.logprob import ffn_neuron_logprob_increase_brute
 from visit.tracer import trace
 
@@ -25,6 +32,39 @@ def test_zeroing_a_last_layer_neuron_removes_exactly_its_contribution(tiny_facto
     # the hooks are gone afterwards
     torch.testing.assert_close(final_log_probs(vm, tr.input_ids, pos), tr["logits"][pos].log_softmax(-1),
                                atol=1e-5, rtol=0)
+
+
+def test_zeroing_an_ffn_neuron_at_a_source_position(tiny_factory):
+    vm = tiny_factory("gpt_neox_sequential", seed=3)
+    tr = trace(vm, PROMPT)
+    pos, last, s, i = tr.position, vm.dims.n_layers - 1, 4, 9
+    ids = torch.tensor([tr.input_ids])
+
+    def run(components):
+        with torch.no_grad(), zeroed(vm, components, pos):
+            return vm.model(input_ids=ids, use_cache=False).logits[0].float()
+
+    clean = tr["logits"]
+    # the last layer's neuron at source s: position s loses exactly its contribution, nothing else moves
+    logits = run([Component("ffn", last, i, source=s)])
+    final = tr["ln_final.hook_in"][s] - tr[f"blocks.{last}.mlp.hook_post"][s, i] * vm.weights.W_out(last)[i]
+    expected = vm.weights.final_norm.apply(final) @ vm.weights.W_U
+    torch.testing.assert_close(logits[s], expected, atol=1e-4, rtol=0)
+    others = [p for p in range(len(tr.input_ids)) if p != s]
+    torch.testing.assert_close(logits[others], clean[others], atol=1e-5, rtol=0)
+    # in layer 0 it reaches later positions through attention, never earlier ones
+    big = int(tr["blocks.0.mlp.hook_post"][s].abs().argmax())
+    logits = run([Component("ffn", 0, big, source=s)])
+    torch.testing.assert_close(logits[:s], clean[:s], atol=1e-5, rtol=0)
+    assert (logits[s + 1:] - clean[s + 1:]).abs().amax(-1).min() > 1e-4
+    # source=None keeps the old meaning (the traced position), and equals source=pos
+    a = final_log_probs(vm, tr.input_ids, pos, [Component("ffn", 1, i)])
+    b = final_log_probs(vm, tr.input_ids, pos, [Component("ffn", 1, i, source=pos)])
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    assert Component("ffn", 1, i, source=2).label == "L1.N9@2" and Component("ffn", 1, i).label == "L1.N9"
+    gen = torch.Generator().manual_seed(0)
+    rand = random_ffn_at_sources(vm, 40, gen, pos, sources=range(1, pos + 1))
+    assert len(set(rand)) == 40 and all(1 <= c.source <= pos and c.kind == "ffn" for c in rand)
 
 
 def test_zeroing_every_head_leaves_the_output_bias(tiny_factory):

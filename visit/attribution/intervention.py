@@ -1,9 +1,11 @@
 """Intervention: zero components with forward hooks on the unmodified model, re-run, measure.
 
-What "zero" means, at the traced position only (the position whose prediction is attributed):
+What "zero" means, at the traced position (the position whose prediction is attributed) unless said:
 
 - ``ffn`` neuron ``(layer, index)``: its coefficient, i.e. entry ``index`` of the input of the MLP's
-  output projection (for gated MLPs that is ``act(gate) * up``);
+  output projection (for gated MLPs that is ``act(gate) * up``); with ``source=s`` it is zeroed at
+  position ``s`` instead (query neurons act at the source positions attention reads; zeroing at
+  ``s`` changes the residual stream at ``s`` and, through attention, every later position);
 - ``head`` ``(layer, head)``: the head's slice of z (the input of W_O), so b_O stays;
 - ``wo`` neuron ``(layer, head, dim)``: one entry of z (an attention neuron summed over sources);
 - ``attn`` neuron ``(layer, head, dim, source)``: the term ``alpha[h,p,s] v[s,kv(h),j]`` is
@@ -31,12 +33,12 @@ class Component:
     layer: int
     index: int  # neuron index (ffn) or head (head, wo, attn)
     dim: int | None = None  # head dimension (wo, attn)
-    source: int | None = None  # source position (attn)
+    source: int | None = None  # source position (attn; ffn: zero there instead of at the traced position)
 
     @property
     def label(self) -> str:
         if self.kind == "ffn":
-            return f"L{self.layer}.N{self.index}"
+            return f"L{self.layer}.N{self.index}" + ("" if self.source is None else f"@{self.source}")
         if self.kind == "head":
             return f"L{self.layer}.H{self.index}"
         if self.kind == "wo":
@@ -48,12 +50,12 @@ class Component:
 def zeroed(vm, components, position: int, clean_trace=None):
     """Context manager: while active, the model runs with ``components`` zeroed at ``position``."""
     d, a = vm.dims, vm.adapter
-    ffn: dict[int, list[int]] = {}
+    ffn: dict[int, list[tuple[int, int]]] = {}  # layer -> [(position, index)]
     z_zero: dict[int, list[int]] = {}
     z_sub: dict[int, list[tuple[int, float]]] = {}
     for c in components:
         if c.kind == "ffn":
-            ffn.setdefault(c.layer, []).append(c.index)
+            ffn.setdefault(c.layer, []).append((position if c.source is None else c.source, c.index))
         elif c.kind == "head":
             z_zero.setdefault(c.layer, []).extend(range(c.index * d.d_head, (c.index + 1) * d.d_head))
         elif c.kind == "wo":
@@ -67,11 +69,17 @@ def zeroed(vm, components, position: int, clean_trace=None):
         else:
             raise ValueError(f"unknown component kind {c.kind!r}; choose one of {KINDS}")
 
-    def make_hook(zero_idx, subtract):
+    def make_hook(zero_idx, subtract, at=None):
+        """Zero entries ``zero_idx`` at ``position`` (or the ``(position, index)`` pairs ``at``) and
+        subtract ``(index, amount)`` pairs at ``position``."""
+
         def hook(_module, args):
             x = args[0].clone()
             if zero_idx:
                 x[:, position, torch.tensor(zero_idx, device=x.device)] = 0
+            if at:
+                where = torch.tensor(at, device=x.device)
+                x[:, where[:, 0], where[:, 1]] = 0
             for idx, amount in subtract:
                 x[:, position, idx] -= amount
             return (x,) + tuple(args[1:])
@@ -80,9 +88,9 @@ def zeroed(vm, components, position: int, clean_trace=None):
 
     handles = []
     try:
-        for layer, idx in ffn.items():
+        for layer, at in ffn.items():
             module = get_module(vm.weights.blocks[layer], a.mlp_out)
-            handles.append(module.register_forward_pre_hook(make_hook(idx, [])))
+            handles.append(module.register_forward_pre_hook(make_hook([], [], at)))
         for layer in set(z_zero) | set(z_sub):
             module = get_module(vm.weights.blocks[layer], a.attn_out)
             handles.append(module.register_forward_pre_hook(make_hook(z_zero.get(layer, []), z_sub.get(layer, []))))
@@ -134,4 +142,20 @@ def random_components(vm, kind: str, n: int, generator: torch.Generator, positio
         else:
             hd, src = divmod(rest, (position or 0) + 1)
             out.append(Component(kind, layer, hd // d.d_head, hd % d.d_head, src))
+    return out
+
+
+def random_ffn_at_sources(vm, n: int, generator: torch.Generator, position: int, layers=None, sources=None):
+    """``n`` distinct random ``ffn`` neurons, each zeroed at a random source position (the baseline for
+    query neurons); ``layers`` and ``sources`` restrict the draw (default: every layer, ``0..position``)."""
+    d = vm.dims
+    layers = list(range(d.n_layers)) if layers is None else list(layers)
+    sources = list(range(position + 1)) if sources is None else list(sources)
+    per_layer = d.d_mlp * len(sources)
+    picks = torch.randperm(len(layers) * per_layer, generator=generator)[:n].tolist()
+    out = []
+    for flat in picks:
+        li, rest = divmod(flat, per_layer)
+        index, si = divmod(rest, len(sources))
+        out.append(Component("ffn", layers[li], index, source=sources[si]))
     return out

@@ -26,8 +26,12 @@ def register(sub) -> None:
     p.add_argument("--json", dest="json_path", default=None, help="write the ranked list as JSON to this file")
     p.add_argument("--competitor", default=None,
                    help='also compare bs-values with this token (e.g. " London"): which sub-blocks separate them')
-    p.add_argument("--query", default=None, metavar="LAYER.NEURON",
-                   help="also list what activates this FFN neuron (query layers, neurons, attention subvalues)")
+    p.add_argument("--query", default=None, metavar="NEURON",
+                   help="also list what activates this neuron: an FFN neuron LAYER.NEURON (e.g. 27.846) or an "
+                        "attention neuron LAYER.HEAD.dDIM (e.g. 20.3.d17): query layers, sources, neurons, heads")
+    p.add_argument("--query-attn-top", type=int, default=None, metavar="N",
+                   help="also list the FFN query neurons (per source position) of the target's top N attention "
+                        "value neurons (003 section 4.2 uses 200), and the query layers")
     p.add_argument("--subkey", default="gate", choices=["gate", "up"],
                    help="for gated MLPs: score against the gate row (default) or the up row")
     add_model_options(p)
@@ -62,21 +66,65 @@ def format_contrast(tr, target_id: int, target_token: str, competitor_text: str,
     return "\n".join(lines)
 
 
-def format_query(tr, spec: str, which: str, top: int = 8) -> str:
-    from visit.attribution.query import query_scores
+def _source(tr, s) -> str:
+    return f"@{s}({display_token(tr.tokens[s])})"
 
-    try:
-        layer, neuron = (int(x) for x in spec.replace("L", "").replace("N", "").split("."))
-    except ValueError:
-        raise VisitError(f"--query wants LAYER.NEURON such as 27.846, not '{spec}'") from None
+
+def format_query(tr, spec: str, which: str, top: int = 8) -> str:
+    from visit.attribution.query import parse_neuron_spec, query_scores
+
+    parsed = parse_neuron_spec(spec)
+    if parsed[0] == "attn":
+        return format_attn_query(tr, *parsed[1:], top=top)
+    layer, neuron = parsed[1:]
     q = query_scores(tr, layer, neuron, which=which, top=top)
     lines = [f"query scores of L{layer}.N{neuron} ({which} subkey; pre-activation {q['pre_activation']:.3f}):",
-             "  layers:  " + ", ".join(f"{e['part']}{'' if e['part'] == 'embedding' else e['layer']} {e['score']:+.3f}"
-                                      for e in q["layers"][:top]),
+             "  layers:  " + ", ".join(f"{_part(e)} {e['score']:+.3f}" for e in q["layers"][:top]),
              "  FFN neurons:  " + ", ".join(f"L{e['layer']}.N{e['index']} {e['score']:+.3f}" for e in q["ffn_neurons"]),
              "  attention subvalues:  " + ", ".join(
                  f"L{e['layer']}.H{e['head']}@{e['position']}({display_token(tr.tokens[e['position']])}) {e['score']:+.3f}"
                  for e in q["attn_subvalues"])]
+    return "\n".join(lines)
+
+
+def _part(e) -> str:
+    return "embedding" if e["part"] == "embedding" else f"{e['part']}{e['layer']}"
+
+
+def format_attn_query(tr, layer: int, head: int, dim: int, top: int = 8) -> str:
+    from visit.attribution.query import attn_query_scores
+
+    q = attn_query_scores(tr, layer, head, dim, top=top)
+    lines = [f"query scores of attention neuron L{layer}.H{head}.d{dim} (kv head {q['kv_head']}; z = {q['z']:+.4f}; "
+             f"scores x sign(z), so + raises |z|; raw scores + constant {q['constant']:+.4f} = z):",
+             "  layers:  " + ", ".join(f"{_part(e)} {e['score']:+.3f}" for e in q["layers"][:top]),
+             "  sources:  " + ", ".join(f"{_source(tr, s)[1:]} {v:+.3f}" for s, v in enumerate(q["sources"])),
+             "  FFN neurons (summed over sources; best source):  " + ", ".join(
+                 f"L{e['layer']}.N{e['index']} {e['score']:+.3f}{_source(tr, e['best_source'])}"
+                 for e in q["ffn_neurons"]),
+             "  heads (at the sources; best source):  " + ", ".join(
+                 f"L{e['layer']}.H{e['head']} {e['score']:+.3f}{_source(tr, e['best_source'])}"
+                 for e in q["attn_heads"])]
+    return "\n".join(lines)
+
+
+def format_attn_query_top(tr, target_id: int, n_value: int, top: int = 20) -> str:
+    from visit.attribution.query import attn_query_ffn_neurons, top_attn_value_neurons
+
+    if n_value < 1:
+        raise VisitError(f"--query-attn-top wants a positive number of attention neurons, not {n_value}")
+    neurons, weights = top_attn_value_neurons(tr, target_id, n_value)
+    scores, info = attn_query_ffn_neurons(tr, neurons, weights, per_source=True, with_layers=True)
+    d, S = tr.vm.dims, scores.shape[-1]
+    vals, idx = scores.reshape(-1).topk(min(top, scores.numel()))
+    lines = [f"FFN query neurons of the top {len(neurons)} attention value neurons (share of each value neuron's "
+             f"log-prob increase, total {float(weights.sum()):+.3f}):",
+             "  query layers:  " + ", ".join(f"{_part(e)} {e['score']:+.3f}" for e in info["layers"][:10]),
+             f"  {'#':>4}  {'neuron':<14}{'source':<18}{'score':>9}"]
+    for n, (v, i) in enumerate(zip(vals.tolist(), idx.tolist()), start=1):
+        rest, s = divmod(i, S)
+        layer, index = divmod(rest, d.d_mlp)
+        lines.append(f"  {n:>4}  {f'L{layer}.N{index}':<14}{_source(tr, s)[1:]:<18}{v:>+9.4f}")
     return "\n".join(lines)
 
 
@@ -87,6 +135,12 @@ def run(args) -> int:
 
     if not args.prompt.strip():
         raise VisitError("the prompt is empty; type some text to attribute")
+    if args.query:
+        from visit.attribution.query import parse_neuron_spec
+
+        parse_neuron_spec(args.query)  # a bad spec fails before the model loads
+    if args.query_attn_top is not None and args.query_attn_top < 1:
+        raise VisitError(f"--query-attn-top wants a positive number of attention neurons, not {args.query_attn_top}")
     vm = load_from_args(args)
     tr = trace(vm, args.prompt, args.position)
     if args.target is None:
@@ -107,6 +161,8 @@ def run(args) -> int:
         print("\n" + format_contrast(tr, target_id, target_token, args.competitor))
     if args.query:
         print("\n" + format_query(tr, args.query, args.subkey))
+    if args.query_attn_top is not None:
+        print("\n" + format_attn_query_top(tr, target_id, args.query_attn_top, args.top))
     if args.json_path:
         write_json(args.json_path, entries)
     return 0

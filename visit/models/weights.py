@@ -109,6 +109,40 @@ class ModelWeights:
             lambda: bias_or_zeros(self.block_module(layer, self.adapter.attn_out), self.dims.d_model, self.device),
         )
 
+    def _v_slice(self, x: torch.Tensor) -> torch.Tensor:
+        """The value part of a q/k/v projection's output axis (last axis of ``x``), as
+        ``[..., n_kv_heads, d_head]``, following the adapter's declared ``qkv_layout``."""
+        d, layout = self.dims, self.adapter.qkv_layout
+        lead = x.shape[:-1]
+        if layout == "separate":  # x is v_proj's own output axis
+            return x.reshape(*lead, d.n_kv_heads, d.d_head)
+        if layout == "fused_qkv_blocks":  # [q | k | v], each [H, dh]
+            return x.reshape(*lead, 3, d.n_heads, d.d_head)[..., 2, :, :]
+        if layout == "fused_per_head":  # [H, (q, k, v), dh]
+            return x.reshape(*lead, d.n_heads, 3, d.d_head)[..., :, 2, :]
+        raise ValueError(f"unknown qkv layout {layout}")
+
+    def _v_module(self, layer: int) -> nn.Module:
+        return self.block_module(layer, self.adapter.qkv[-1])  # v_proj, or the one fused projection
+
+    def W_V(self, layer: int) -> torch.Tensor:
+        """``[n_kv_heads, d_model, d_head]``: the value projection (applied to ln1's output)."""
+        return self.memo(
+            ("W_V", layer),
+            lambda: self._v_slice(as_in_out(self._v_module(layer), self.adapter.weight_layout))
+            .permute(1, 0, 2),
+        )
+
+    def b_V(self, layer: int) -> torch.Tensor:
+        """``[n_kv_heads, d_head]`` (zeros when the value projection has no bias)."""
+
+        def build():
+            module = self._v_module(layer)
+            size = module.weight.shape[0 if self.adapter.weight_layout == "linear" else 1]
+            return self._v_slice(bias_or_zeros(module, size, self.device))
+
+        return self.memo(("b_V", layer), build)
+
     def W_out(self, layer: int) -> torch.Tensor:
         """``[d_mlp, d_model]``: row i is neuron i's value vector."""
         return self.memo(

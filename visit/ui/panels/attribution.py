@@ -59,8 +59,8 @@ def layout():
         html.Div(id=CONTRAST_NOTE, className="hint"),
         dcc.Loading(dcc.Graph(id=CONTRAST, config=PANEL_GRAPH_CONFIG, style={"display": "none"})),
         html.Div([
-            html.Label("what activates FFN neuron"),
-            dcc.Input(id=QUERY, type="text", placeholder="e.g. L27.N846", debounce=True),
+            html.Label("what activates neuron"),
+            dcc.Input(id=QUERY, type="text", placeholder="FFN L27.N846 or attention L20.H3.d17", debounce=True),
             dcc.RadioItems(id=SUBKEY, value="gate", inline=True,
                            options=[{"label": "gate subkey", "value": "gate"}, {"label": "up subkey", "value": "up"}]),
         ], className="controls"),
@@ -173,37 +173,71 @@ def register_callbacks(app, get_analysis):
 
 
 def parse_neuron(text: str) -> tuple[int, int]:
-    """``"L27.N846"`` or ``"27.846"`` -> ``(27, 846)``."""
-    try:
-        layer, neuron = (int(x) for x in text.strip().upper().replace("L", "").replace("N", "").split("."))
-    except ValueError:
-        raise VisitError(f"type a neuron as L27.N846, not '{text}'") from None
-    return layer, neuron
+    """``"L27.N846"`` or ``"27.846"`` -> ``(27, 846)`` (FFN neurons only)."""
+    from visit.attribution.query import parse_neuron_spec
+
+    spec = parse_neuron_spec(text)
+    if spec[0] != "ffn":
+        raise VisitError(f"type an FFN neuron as L27.N846, not '{text}'")
+    return spec[1], spec[2]
+
+
+def _small_table(title, header, rows):
+    """A titled table of plain strings (Dash renders them as text, so tokens need no escaping)."""
+    return html.Div([html.H5(title), html.Table([html.Thead(html.Tr([html.Th(h) for h in header])),
+                                                 html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])])])
 
 
 def query_view(analysis, text: str, which: str):
-    """Tables of the query scores of one FFN neuron (what raises its pre-activation)."""
-    from visit.attribution.query import query_scores
+    """Tables of the query scores of one neuron: an FFN neuron (``L27.N846``: what raises its
+    pre-activation) or an attention neuron (``L20.H3.d17``: what raises ``|z|``)."""
+    from visit.attribution.query import parse_neuron_spec, query_scores
 
-    layer, neuron = parse_neuron(text)
+    spec = parse_neuron_spec(text)
+    if spec[0] == "attn":
+        return attn_query_view(analysis, *spec[1:])
+    layer, neuron = spec[1:]
     q = query_scores(analysis.trace, layer, neuron, which=which, top=10)
     tokens = analysis.trace.tokens
-
-    def table(title, header, rows):
-        return html.Div([html.H5(title), html.Table([html.Thead(html.Tr([html.Th(h) for h in header])),
-                                                     html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])])])
-
     return html.Div([
         html.P(f"L{layer}.N{neuron}: pre-activation {q['pre_activation']:.3f} ({which} subkey); inner products of "
                "each earlier vector with the norm-folded subkey, which add up to it.", className="hint"),
-        table("query layers", ["vector", "score"],
-              [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), f"{e['score']:+.4f}"]
-               for e in q["layers"][:10]]),
-        table("query FFN neurons", ["neuron", "score"],
-              [[f"L{e['layer']}.N{e['index']}", f"{e['score']:+.4f}"] for e in q["ffn_neurons"]]),
-        table("query attention subvalues", ["head", "source", "score"],
-              [[f"L{e['layer']}.H{e['head']}", f"{e['position']}: {display_token(tokens[e['position']])}",
-                f"{e['score']:+.4f}"] for e in q["attn_subvalues"]]),
+        _small_table("query layers", ["vector", "score"],
+                     [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), f"{e['score']:+.4f}"]
+                      for e in q["layers"][:10]]),
+        _small_table("query FFN neurons", ["neuron", "score"],
+                     [[f"L{e['layer']}.N{e['index']}", f"{e['score']:+.4f}"] for e in q["ffn_neurons"]]),
+        _small_table("query attention subvalues", ["head", "source", "score"],
+                     [[f"L{e['layer']}.H{e['head']}", f"{e['position']}: {display_token(tokens[e['position']])}",
+                       f"{e['score']:+.4f}"] for e in q["attn_subvalues"]]),
+    ])
+
+
+def attn_query_view(analysis, layer: int, head: int, dim: int):
+    """Tables of what activates attention neuron ``(layer, head, dim)`` at the traced position."""
+    from visit.attribution.query import attn_query_scores
+
+    q = attn_query_scores(analysis.trace, layer, head, dim, top=10)
+    tokens = analysis.trace.tokens
+
+    def src(s):
+        return f"{s}: {display_token(tokens[s])}"
+
+    return html.Div([
+        html.P(f"L{layer}.H{head}.d{dim} (kv head {q['kv_head']}): z = {q['z']:+.4f}. Inner products of each "
+               "earlier vector at each source with the neuron's norm-folded value subkey, weighted by the head's "
+               "attention to that source; scores are multiplied by sign(z), so positive raises |z|. Raw scores "
+               f"plus the constant {q['constant']:+.4f} add up to z.", className="hint"),
+        _small_table("query layers", ["vector", "score"],
+                     [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), f"{e['score']:+.4f}"]
+                      for e in q["layers"][:10]]),
+        _small_table("sources", ["source", "score"], [[src(s), f"{v:+.4f}"] for s, v in enumerate(q["sources"])]),
+        _small_table("query FFN neurons (summed over sources)", ["neuron", "score", "best source"],
+                     [[f"L{e['layer']}.N{e['index']}", f"{e['score']:+.4f}", src(e["best_source"])]
+                      for e in q["ffn_neurons"]]),
+        _small_table("query heads (at the sources)", ["head", "score", "best source"],
+                     [[f"L{e['layer']}.H{e['head']}", f"{e['score']:+.4f}", src(e["best_source"])]
+                      for e in q["attn_heads"]]),
     ])
 
 
