@@ -31,8 +31,10 @@ the true K-th score, the rescored set is about the neurons whose first-order ter
 it: barely more than K (counts in ``docs/benchmarks.md``). The bottom K (most negative) is the
 mirror image (``tau'`` = the K-th smallest upper bound, rescore while ``LB_i <= tau'``). A margin
 of a few float32 ulps of the bound terms widens each comparison, so rounding in the bounds cannot
-drop a neuron; the rescored values equal brute force's up to fp32 rounding (~1e-6: its matmuls are
-blocked differently), so neighbours closer than that may swap.
+drop a neuron. The rescoring runs brute force's arithmetic (the same W_U product and blocked
+log-sum-exp, :func:`visit.attribution.logprob.imp_of_scaled`), so its values match brute force's
+(bit for bit in ``benchmarks/attribution.py``; a matmul library may round a row differently with
+the batch it sits in, by ~1e-7, which could only swap exact neighbours).
 
 Neurons that were not rescored get their upper bound ``UB`` (the first-order term, usually within
 1e-5 of the exact score) in the returned score tensors, and a ``False`` in ``exact``. Those values
