@@ -108,10 +108,11 @@ def test_fast_attention_neuron_scores_equal_brute_force(tiny_model):
         assert_same_top(fast.scores, brute, 10, largest=False)
 
 
-def test_bounds_hold_for_every_neuron(tiny_factory):
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gpt_neox"])  # RMSNorm and LayerNorm (centring)
+def test_bounds_hold_for_every_neuron(tiny_factory, arch):
     from visit.attribution.fast import fast_scores, ffn_groups
 
-    vm = tiny_factory("llama", seed=1)
+    vm = tiny_factory(arch, seed=1)
     tr = trace(vm, PROMPT)
     brute = ffn_neuron_logprob_increase_brute(tr, TARGET)
     res = fast_scores(FrozenLens.for_trace(tr), ffn_groups(tr), TARGET, k=10)
@@ -137,3 +138,13 @@ def test_per_layer_top_and_bottom_are_exact(tiny_factory):
     for layer in range(vm.dims.n_layers):
         assert_same_top(fast.scores[layer], brute[layer], 7)
         assert_same_top(fast.scores[layer], brute[layer], 4, largest=False)
+
+
+def test_cached_model_constants_follow_the_model(tiny_factory):
+    """Per-model caches (packed W_U, neuron norms) must not leak into a fresh model of the same shape."""
+    first = tiny_factory("gpt2", seed=4)
+    ffn_neuron_scores(trace(first, PROMPT), TARGET, k=30)
+    del first
+    second = tiny_factory("gpt2", seed=5)
+    tr = trace(second, PROMPT)
+    assert_same_top(ffn_neuron_scores(tr, TARGET, k=30).scores, ffn_neuron_logprob_increase_brute(tr, TARGET), 30)
