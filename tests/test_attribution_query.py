@@ -5,13 +5,8 @@ import pytest
 import torch
 
 from visit.attribution.contrast import bs_values, contrast
-from visit.attribution.query import (
-    attn_query_ffn_neurons,
-    attn_query_scores,
-    parse_neuron_spec,
-    query_scores,
-    top_query_ffn_neurons,
-)
+from visit.attribution.query import parse_neuron_spec, query_scores
+from visit.attribution.query_attn import attn_query_ffn_neurons, attn_query_scores, top_query_ffn_neurons
 from visit.errors import VisitError
 from visit.tracer import trace
 
@@ -105,7 +100,7 @@ def test_attn_query_scores_sum_to_the_coefficient(tiny_model):
         by_part = {(e["part"], e["layer"]): e["score"] for e in q["layers"]}
         alpha = tr[f"blocks.{layer}.attn.hook_pattern"][head, pos, :pos + 1]
         coef = sign * alpha / tr[f"blocks.{layer}.ln1.hook_scale"][:pos + 1, 0]
-        from visit.attribution.query import attn_subkey
+        from visit.attribution.query_attn import attn_subkey
 
         K, _ = attn_subkey(tr, layer, head, dim)
         assert len(q["ffn_neurons"]) == layer * d.d_mlp

@@ -92,7 +92,7 @@ def _part(e) -> str:
 
 
 def format_attn_query(tr, layer: int, head: int, dim: int, top: int = 8) -> str:
-    from visit.attribution.query import attn_query_scores
+    from visit.attribution.query_attn import attn_query_scores
 
     q = attn_query_scores(tr, layer, head, dim, top=top)
     lines = [f"query scores of attention neuron L{layer}.H{head}.d{dim} (kv head {q['kv_head']}; z = {q['z']:+.4f}; "
@@ -109,7 +109,7 @@ def format_attn_query(tr, layer: int, head: int, dim: int, top: int = 8) -> str:
 
 
 def format_attn_query_top(tr, target_id: int, n_value: int, top: int = 20) -> str:
-    from visit.attribution.query import attn_query_ffn_neurons, top_attn_value_neurons
+    from visit.attribution.query_attn import attn_query_ffn_neurons, top_attn_value_neurons
 
     if n_value < 1:
         raise VisitError(f"--query-attn-top wants a positive number of attention neurons, not {n_value}")

@@ -215,7 +215,7 @@ def query_view(analysis, text: str, which: str):
 
 def attn_query_view(analysis, layer: int, head: int, dim: int):
     """Tables of what activates attention neuron ``(layer, head, dim)`` at the traced position."""
-    from visit.attribution.query import attn_query_scores
+    from visit.attribution.query_attn import attn_query_scores
 
     q = attn_query_scores(analysis.trace, layer, head, dim, top=10)
     tokens = analysis.trace.tokens
