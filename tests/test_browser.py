@@ -412,11 +412,12 @@ def test_loading_a_local_model_directory(browser, server, tiny_factory, tmp_path
     browser.find_element(By.ID, ids.MODEL_LOAD).click()  # loads, then re-traces the prompt with it
     wait(browser, lambda d: state(server, d).version > before, what="a trace with the loaded model")
     assert state(server, browser).analysis.trace.model_name == str(tmp_path)
-    assert str(tmp_path) in browser.find_element(By.ID, ids.MODEL_STATUS).text
+    wait(browser, lambda d: str(tmp_path) in d.find_element(By.ID, ids.MODEL_STATUS).text, what="the status line")
     box.send_keys(Keys.CONTROL, "a", Keys.DELETE)  # (clear() bypasses React: Dash would not see it)
     box.send_keys(Keys.ENTER)  # blank: back to the app's default model
     wait(browser, lambda d: state(server, d).analysis.trace.model_name == "tiny-llama", what="the default again")
-    assert "tiny-llama" in browser.find_element(By.ID, ids.MODEL_STATUS).text
+    # the server's state changes before the callback's response reaches the page: wait for the text too
+    wait(browser, lambda d: "tiny-llama" in d.find_element(By.ID, ids.MODEL_STATUS).text, what="the status line")
 
 
 def test_panel_can_redraw_the_graph(browser, server):
