@@ -224,3 +224,15 @@ def test_attribute_command_contrast_and_query(tiny_cli, capsys):
     out = capsys.readouterr().out
     assert "bs(␣Paris) - bs(␣London)" in out and "query scores of L2.N5" in out
     assert main(["attribute", "Hi", "--query", "x"]) == 2
+
+
+def test_baseline_methods_can_be_asked_for_one_at_a_time(tiny_factory):
+    vm = tiny_factory("llama", seed=7)
+    tr = trace(vm, PROMPT)
+    everything = ffn_method_scores(tr, TARGET)
+    for method in METHODS:
+        alone = ffn_method_scores(tr, TARGET, methods=(method,))
+        assert set(alone) == {method}
+        torch.testing.assert_close(alone[method], everything[method], atol=0, rtol=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        ffn_method_scores(tr, TARGET, methods=("nope",))

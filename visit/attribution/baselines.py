@@ -18,8 +18,9 @@ name                 id  score
 ``coef_inv_rank``    h   |m| / rank of w in v's projection
 ==================  ===  ===========================================
 
-All of them come out of one pass that projects every neuron through the unembedding (the cost of
-brute force, about 20 s on a CPU for the default model); the fast exact method covers (a) alone.
+The projected ones come out of one pass that projects every neuron through the unembedding (the
+cost of brute force, about 20 s on a CPU for the default model); the fast exact method covers (a)
+alone (:mod:`visit.attribution.fast`); d), e) and g) need no projection.
 """
 
 from __future__ import annotations
@@ -43,38 +44,64 @@ METHOD_LABELS = {
 }
 
 
-def ffn_method_scores(trace, target_id: int, chunk: int = 512) -> dict[str, torch.Tensor]:
-    """Every method's score for every FFN neuron: ``{method: [n_layers, d_mlp]}``."""
+PROJECTED = ("logp_increase", "logp", "prob_increase", "inv_rank", "coef_inv_rank")  # need every neuron's projection
+
+
+def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int = 512) -> dict[str, torch.Tensor]:
+    """Each asked method's score for every FFN neuron: ``{method: [n_layers, d_mlp]}``.
+
+    Methods d), e) and g) need no projection and cost nothing; the others project every neuron
+    once (shared between them), the rank comparisons in cache-sized blocks.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
     lens = FrozenLens.for_trace(trace)
     weights, pos = trace.vm.weights, trace.position
-    zero_logits = lens.offset  # the lens at the zero vector
-    zero_logp = zero_logits.log_softmax(-1)
-    out = {name: [] for name in METHODS}
+    zero_logp = lens.offset.log_softmax(-1)  # the lens at the zero vector
+    projected = any(m in PROJECTED for m in methods)
+    ranked = any(m in ("inv_rank", "coef_inv_rank") for m in methods)
+    out = {name: [] for name in methods}
     for layer in range(trace.n_layers):
-        base_logp = lens.logits(trace.resid(layer, "mid").unsqueeze(0))[0].log_softmax(-1)
-        base_p = base_logp[target_id].exp()
         coeff = trace[f"blocks.{layer}.mlp.hook_post"][pos]
         W_out = weights.W_out(layer)
-        rows = {name: [] for name in ("logp_increase", "logp", "inv_rank")}
-        for start in range(0, W_out.shape[0], chunk):
-            u = lens.delta_logits(W_out[start:start + chunk])  # [k, V]
-            m = coeff[start:start + chunk]
-            rows["logp_increase"].append(imp_of_scaled(base_logp, u, m, target_id))
-            rows["logp"].append(imp_of_scaled(zero_logp, u, m, target_id) + zero_logp[target_id])
-            rank = (u > u[:, target_id:target_id + 1]).sum(-1) + 1
-            rows["inv_rank"].append(1.0 / rank.float())
-        imp = torch.cat(rows["logp_increase"])
-        inv_rank = torch.cat(rows["inv_rank"])
         norm = W_out.norm(dim=-1)
-        out["logp_increase"].append(imp)
-        out["logp"].append(torch.cat(rows["logp"]))
-        out["prob_increase"].append(base_p * torch.expm1(imp))
-        out["norm"].append(norm)
-        out["coefficient"].append(coeff.abs())
-        out["inv_rank"].append(inv_rank)
-        out["coef_norm"].append(coeff.abs() * norm)
-        out["coef_inv_rank"].append(coeff.abs() * inv_rank)
+        rows = {"logp_increase": [], "logp": [], "inv_rank": []}
+        if projected:
+            base_logp = lens.logits(trace.resid(layer, "mid").unsqueeze(0))[0].log_softmax(-1)
+            for start in range(0, W_out.shape[0], chunk):
+                u = lens.delta_logits(W_out[start:start + chunk])  # [k, V]
+                m = coeff[start:start + chunk]
+                if {"logp_increase", "prob_increase"} & set(methods):
+                    rows["logp_increase"].append(imp_of_scaled(base_logp, u, m, target_id))
+                if "logp" in methods:
+                    rows["logp"].append(imp_of_scaled(zero_logp, u, m, target_id) + zero_logp[target_id])
+                if ranked:
+                    rows["inv_rank"].append(1.0 / _target_rank(u, target_id).float())
+            imp = torch.cat(rows["logp_increase"]) if rows["logp_increase"] else None
+            inv_rank = torch.cat(rows["inv_rank"]) if rows["inv_rank"] else None
+        per_method = {
+            "logp_increase": lambda: imp,
+            "logp": lambda: torch.cat(rows["logp"]),
+            "prob_increase": lambda: base_logp[target_id].exp() * torch.expm1(imp),
+            "norm": lambda: norm,
+            "coefficient": lambda: coeff.abs(),
+            "inv_rank": lambda: inv_rank,
+            "coef_norm": lambda: coeff.abs() * norm,
+            "coef_inv_rank": lambda: coeff.abs() * inv_rank,
+        }
+        for name in methods:
+            out[name].append(per_method[name]())
     return {name: torch.stack(rows) for name, rows in out.items()}
+
+
+def _target_rank(u: torch.Tensor, target_id: int, block: int = 32) -> torch.Tensor:
+    """``[k]``: 1 + how many tokens each row of ``u [k, V]`` puts above the target (blocks stay in cache)."""
+    out = torch.empty(u.shape[0], dtype=torch.long, device=u.device)
+    for start in range(0, u.shape[0], block):
+        part = u[start:start + block]
+        out[start:start + block] = (part > part[:, target_id:target_id + 1]).sum(-1) + 1
+    return out
 
 
 def top_neurons(scores: torch.Tensor, k: int) -> list[tuple[int, int]]:

@@ -49,7 +49,7 @@ def top_components(trace, target_id: int, kind: str, method: str, k: int, ffn_sc
         if method == "logp_increase":
             scores = ffn_neuron_scores(trace, target_id, k=k).scores
         else:
-            scores = (ffn_scores or ffn_method_scores(trace, target_id))[method]
+            scores = (ffn_scores or ffn_method_scores(trace, target_id, methods=(method,)))[method]
         return [Component("ffn", layer, i) for layer, i in top_neurons(scores, k)]
     if method != "logp_increase":
         raise VisitError(f"method '{method}' applies to FFN neurons only; use --kind ffn")
