@@ -44,6 +44,18 @@ def agreement(fast, brute, k, tie=1e-6):
     return same_set, same_order, max_err, int(differs.numel()), only_ties
 
 
+def product_throughput(W_U: torch.Tensor, rows: int = 1024, repeat: int = 5) -> tuple[float, float]:
+    """GFLOPS of ``x @ W_U`` for ``rows`` rows: :func:`visit.matmul.rows_times` vs torch's default."""
+    from visit.matmul import rows_times
+
+    x = torch.randn(rows, W_U.shape[0], device=W_U.device)
+    flops = 2 * rows * W_U.shape[0] * W_U.shape[1]
+    rows_times(x, W_U)  # packs W_U once
+    t_packed, _ = timed(lambda: rows_times(x, W_U), repeat)
+    t_plain, _ = timed(lambda: x @ W_U, repeat)
+    return flops / t_packed / 1e9, flops / t_plain / 1e9
+
+
 def random_model(kind: str, device: str):
     from transformers import AutoTokenizer, GPT2Config, LlamaConfig, AutoModelForCausalLM
 
@@ -85,6 +97,8 @@ def main() -> None:
     print(f"model {vm.name}: {d.n_layers} layers, d_mlp {d.d_mlp}, {d.n_heads} heads x {d.d_head}, vocab {d.d_vocab}; "
           f"{len(tr.input_ids)} tokens; device {device}; torch threads {torch.get_num_threads()}")
     with torch.no_grad():
+        packed, plain = product_throughput(vm.weights.W_U)
+        print(f"products with W_U (1024 rows): visit.matmul {packed:.0f} GFLOPS, torch default {plain:.0f} GFLOPS")
         t_ffn, ffn = timed(lambda: ffn_neuron_scores(tr, target, k=args.top), args.repeat)
         t_attn, attn = timed(lambda: attn_neuron_scores(tr, target, per_source=True, k=args.top), args.repeat)
         print(f"fast  FFN neurons:       {t_ffn:8.2f} s  rescored {ffn.n_candidates} of {ffn.n_total}")
