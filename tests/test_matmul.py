@@ -19,8 +19,12 @@ def test_rows_times_matches_matmul_and_follows_its_matrix():
         # an in-place change of the matrix is seen
         W2.mul_(2)
         torch.testing.assert_close(rows_times(x, W2), x @ W2, atol=1e-5, rtol=1e-5)
-    # with autograd on, or another dtype, it is the plain product
-    assert torch.equal(rows_times(x, W), x @ W)
+    # outside no_grad too (the library's tensors never require grad)
+    torch.testing.assert_close(rows_times(x, W), x @ W, atol=1e-5, rtol=1e-5)
+    # when autograd has to see it, or for another dtype, it is the plain product
+    W_grad = W.detach().clone().requires_grad_(True)
+    out = rows_times(x, W_grad)
+    assert out.requires_grad and torch.equal(out, x @ W_grad)
     assert torch.equal(rows_times(x.double(), W.double()), x.double() @ W.double())
 
 

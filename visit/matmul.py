@@ -33,7 +33,7 @@ def _packed(W: torch.Tensor) -> torch.Tensor:
 def rows_times(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
     """``x @ W`` for ``x [n, d]`` and a fixed ``W [d, V]`` -> ``[n, V]``."""
     if (_ONEDNN_OK[0] and x.device.type == "cpu" and x.dtype == W.dtype == torch.float32 and x.dim() == 2
-            and not torch.is_grad_enabled() and x.shape[0] > 0):
+            and not (torch.is_grad_enabled() and (x.requires_grad or W.requires_grad)) and x.shape[0] > 0):
         try:
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), _packed(W), None, "none", [], "")
         except (AttributeError, RuntimeError, NotImplementedError):
