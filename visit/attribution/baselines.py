@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-from visit.attribution.logprob import FrozenLens, imp_of_scaled
+from visit.attribution.logprob import FrozenLens, imp_of_scaled, projection_rows
 
 METHODS = ("logp_increase", "logp", "prob_increase", "norm", "coefficient", "inv_rank", "coef_norm",
            "coef_inv_rank")
@@ -47,7 +47,7 @@ METHOD_LABELS = {
 PROJECTED = ("logp_increase", "logp", "prob_increase", "inv_rank", "coef_inv_rank")  # need every neuron's projection
 
 
-def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int = 512) -> dict[str, torch.Tensor]:
+def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int | None = None) -> dict[str, torch.Tensor]:
     """Each asked method's score for every FFN neuron: ``{method: [n_layers, d_mlp]}``.
 
     Methods d), e) and g) need no projection and cost nothing; the others project every neuron
@@ -60,6 +60,7 @@ def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int = 512) 
     weights, pos = trace.vm.weights, trace.position
     zero_logp = lens.offset.log_softmax(-1)  # the lens at the zero vector
     projected = any(m in PROJECTED for m in methods)
+    chunk = chunk or projection_rows(lens.W_U.device)
     ranked = any(m in ("inv_rank", "coef_inv_rank") for m in methods)
     out = {name: [] for name in methods}
     for layer in range(trace.n_layers):

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import torch
 
-from visit.attribution.logprob import FrozenLens, attn_neuron_coefficients, imp_of_scaled
+from visit.attribution.logprob import FrozenLens, attn_neuron_coefficients, imp_of_scaled, projection_rows
 
 # float32 rounding of the bound terms (dot products of length d_model, then a few products):
 # comparisons are widened by this many units of the largest term's magnitude
@@ -139,13 +139,14 @@ def _bounds(lens: FrozenLens, groups: list[NeuronGroup], target_id: int):
 
 
 def _rescore(lens: FrozenLens, groups: list[NeuronGroup], base_logp: torch.Tensor, target_id: int,
-             g_idx: torch.Tensor, r_idx: torch.Tensor, c_idx: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+             g_idx: torch.Tensor, r_idx: torch.Tensor, c_idx: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Exact scores of neurons ``(group, row, col)``: ``[k]``, the same arithmetic as brute force.
 
     Each distinct direction is projected through W_U once, whatever number of coefficient rows
     (source positions) use it; directions of all groups share the matmuls.
     """
     out = torch.empty(g_idx.numel(), device=g_idx.device)
+    chunk = chunk or projection_rows(g_idx.device)
     n_cols = max(grp.directions.shape[0] for grp in groups)
     coefficients = _stack_padded([grp.coefficients for grp in groups])  # [G, c, n]
     pairs, slot = (g_idx * n_cols + c_idx).unique(return_inverse=True)
