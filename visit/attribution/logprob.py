@@ -144,7 +144,11 @@ def imp_of_scaled(base_logp: torch.Tensor, u: torch.Tensor, m: torch.Tensor | No
     ``u`` scaled by ``m`` (arguments as :func:`shifted_logsumexp`) -> ``[n]``.
 
     The same quantity as ``log p(w|h+v) - log p(w|h)``, but written so that a small change gives a
-    small number directly (no difference of two large log-sum-exps), so fp32 keeps ~1e-7 absolute.
+    small number directly (no difference of two log-probabilities). The log-sum-exp still adds the
+    change to ``log p``, so fp32 keeps it to ~1e-7 when the base distribution is peaked (late layers
+    of a trained model) and to ~1e-6 when it is flat (early layers, random models: ``log p ~ -10.8``).
+    A ``p``-weighted sum avoids that but costs ~20% more here; brute force and the fast method share
+    this function, so their rankings agree either way.
     """
     at_target = u[:, target_id] if rows.get("u_rows") is None else u[rows["u_rows"], target_id]
     if m is not None:
