@@ -119,8 +119,8 @@ def _bounds(lens: FrozenLens, groups: list[NeuronGroup], target_id: int):
     a_norms = (t.abs() + g_all.abs()).norm(dim=-1)  # [G]
     out = []
     for grp, y, a_norm in zip(groups, y_all, a_norms):
-        stats = (lens.model_constant(("direction stats",) + grp.key, lambda: direction_stats(lens, grp.directions))
-                 if grp.key is not None else direction_stats(lens, grp.directions))
+        key = None if grp.key is None else ("direction stats",) + grp.key
+        stats = lens.model_constant(key, lambda: direction_stats(lens, grp.directions))
         first = grp.directions.float() @ y  # u_i[w] - E_p u_i
         rounding = stats.norm * y.norm()  # of that product, and (below) of t - g, both by Cauchy-Schwarz
         if stats.mean is not None:

@@ -62,9 +62,12 @@ class FrozenLens:
         return cls(lens.W_U, norm.weight, lens.final_scale.reshape(()), norm.kind == "layernorm", offset,
                    trace.vm.weights)
 
-    def model_constant(self, key: tuple, build):
-        """``build()`` once per model (it must not depend on the traced position's scale)."""
-        return build() if self.weights is None else self.weights.memo(("frozen lens",) + key, build)
+    def model_constant(self, key: tuple | None, build):
+        """``build()`` once per model (it must not depend on the traced position's scale); every time
+        when ``key`` is None or the lens has no model."""
+        if key is None or self.weights is None:
+            return build()
+        return self.weights.memo(("frozen lens",) + key, build)
 
     def linear(self, vectors: torch.Tensor) -> torch.Tensor:
         """The linear part of the frozen norm: ``[..., d_model] -> [..., d_model]``."""

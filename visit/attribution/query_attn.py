@@ -70,7 +70,7 @@ def attn_query_scores(trace, layer: int, head: int, dim: int, top: int = 20) -> 
     Per-source lists are indexed by source position ``0..p``.
     """
     _check_attn_neuron(trace, layer, head, dim)
-    d, w, pos = trace.vm.dims, trace.vm.weights, trace.position
+    w, pos = trace.vm.weights, trace.position
     S = pos + 1
     K, c = attn_subkey(trace, layer, head, dim)
     alpha = trace[f"blocks.{layer}.attn.hook_pattern"][head, pos, :S]
@@ -91,26 +91,26 @@ def attn_query_scores(trace, layer: int, head: int, dim: int, top: int = 20) -> 
     if layer:
         # [layer, S, d_mlp]: m_i[s] * (W_out[i] . K) * alpha_s / scale_s, sign-adjusted
         per = torch.stack([trace[f"blocks.{l}.mlp.hook_post"][:S] * (w.W_out(l) @ K) for l in range(layer)])
-        per = sign * per * coef[None, :, None]
-        total = per.sum(1).reshape(-1)
-        vals, idx = total.topk(min(top, total.numel()))
-        best = per.max(1)
-        for v, i in zip(vals.tolist(), idx.tolist()):
-            l, n = divmod(i, d.d_mlp)
-            neurons.append({"layer": l, "index": n, "score": v, "best_source": int(best.indices[l, n]),
-                            "best_score": float(best.values[l, n])})
+        neurons = [{"layer": l, "index": n, "score": v, "best_source": s_best, "best_score": b}
+                   for l, n, v, s_best, b in _top_summed_over_sources(sign * per * coef[None, :, None], top)]
         hs = torch.stack([torch.einsum("shd,hd->sh", trace[f"blocks.{l}.attn.hook_z"][:S], w.W_O(l) @ K)
                           for l in range(layer)])  # [layer, S, H]
-        hs = sign * hs * coef[None, :, None]
-        total = hs.sum(1).reshape(-1)
-        vals, idx = total.topk(min(top, total.numel()))
-        best = hs.argmax(1)
-        for v, i in zip(vals.tolist(), idx.tolist()):
-            l, h = divmod(i, d.n_heads)
-            heads.append({"layer": l, "head": h, "score": v, "best_source": int(best[l, h])})
+        heads = [{"layer": l, "head": h, "score": v, "best_source": s_best}
+                 for l, h, v, s_best, _ in _top_summed_over_sources(sign * hs * coef[None, :, None], top)]
     return {"layer": layer, "head": head, "dim": dim, "kv_head": int(trace.kv_head_of[head]), "z": z,
             "sign": sign, "constant": constant, "raw_total": raw_total, "layers": layers, "sources": sources,
             "ffn_neurons": neurons, "attn_heads": heads}
+
+
+def _top_summed_over_sources(scores: torch.Tensor, top: int) -> list[tuple[int, int, float, int, float]]:
+    """``scores [layer, S, units]`` -> the ``top`` units by their sum over sources, best first, as
+    ``(layer, unit, summed score, best source, score there)``."""
+    total = scores.sum(1).reshape(-1)
+    vals, idx = total.topk(min(top, total.numel()))
+    best = scores.max(1)
+    width = scores.shape[2]
+    return [(i // width, i % width, v, int(best.indices[i // width, i % width]),
+             float(best.values[i // width, i % width])) for v, i in zip(vals.tolist(), idx.tolist())]
 
 
 WEIGHTINGS = ("share", "logp", "sum")
