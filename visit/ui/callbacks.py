@@ -8,6 +8,7 @@ from dataclasses import replace
 
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
+from visit import limits
 from visit.errors import VisitError
 from visit.ui import ids, views
 from visit.ui.controls import make_request
@@ -95,8 +96,9 @@ def register(app, registry, sessions, analyze):
                 changes = decode_graph_request(triggers["graph_request"])
                 if not changes or state.request is None:
                     return unchanged()
-                state.marks.update({k: v for k, v in changes.items() if k in MARK_FIELDS})
                 request = replace(state.request, settings=replace(state.request.settings, **changes))
+                limits.check_graph_settings(request.settings)  # panels' requests are capped too
+                state.marks.update({k: v for k, v in changes.items() if k in MARK_FIELDS})
             else:
                 if trigger == ids.CLEAR_MARKS:
                     state.marks = {}

@@ -5,18 +5,16 @@ Every problem becomes a one-line :class:`VisitError` the page shows; nothing her
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields, replace
 
+from visit import limits
 from visit.errors import VisitError
 from visit.ui.state import TraceRequest
-
-MAX_PROMPT_CHARS = 20_000
 
 
 def max_prompt_tokens() -> int:
     """The longest prompt the app traces (eager attention costs pos^2 per head; keep the page snappy)."""
-    return int(os.environ.get("VISIT_MAX_PROMPT_TOKENS", "512"))
+    return limits.PROMPT_TOKENS.value()
 
 
 def default_settings():
@@ -57,18 +55,12 @@ def parse_float(value, what: str, *, minimum: float | None = None, blank=None):
 def parse_prompt(prompt) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         raise VisitError("the prompt is empty; type some text to trace")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise VisitError(f"the prompt is {len(prompt):,} characters long; the app traces at most "
-                         f"{MAX_PROMPT_CHARS:,}")
+    limits.PROMPT_CHARS.check_length(prompt, "the prompt")
     return prompt
 
 
 def check_prompt_length(tokenizer, prompt: str) -> None:
-    limit = max_prompt_tokens()
-    n = len(tokenizer(prompt).input_ids)
-    if n > limit:
-        raise VisitError(f"the prompt is {n} tokens long; the app traces at most {limit} "
-                         f"(set VISIT_MAX_PROMPT_TOKENS to change that, or use the CLI)")
+    limits.check_prompt(prompt, tokenizer)
 
 
 def parse_layer_range(start, end, n_layers: int) -> tuple[int | None, int | None]:
@@ -119,6 +111,7 @@ def parse_target(target) -> str | None:
         return None
     if not isinstance(target, str):
         target = str(target)
+    limits.TARGET_CHARS.check_length(target, "the target")
     return target
 
 
@@ -129,4 +122,5 @@ def make_request(vm, *, prompt, target, position, layer_start, layer_end, knobs,
     start, end = parse_layer_range(layer_start, layer_end, vm.dims.n_layers)
     settings = build_settings(base_settings or default_settings(), layer_start=start, layer_end=end, knobs=knobs,
                               prune_by=prune_by, show_norms=show_norms, marks=marks)
+    limits.check_graph_settings(settings)
     return TraceRequest(prompt, parse_target(target), parse_int(position, "the position"), settings)
