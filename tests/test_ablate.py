@@ -11,9 +11,10 @@ from visit.attribution.intervention import (
     final_log_probs,
     metrics_of,
     random_components,
+    interventions_for,
     random_ffn_at_sources,
-    zeroed,
 )
+from visit.hooks import run as hooked_run
 from visit.attribution.logprob import ffn_neuron_logprob_increase_brute
 from visit.tracer import trace
 
@@ -41,8 +42,7 @@ def test_zeroing_an_ffn_neuron_at_a_source_position(tiny_factory):
     ids = torch.tensor([tr.input_ids])
 
     def run(components):
-        with torch.no_grad(), zeroed(vm, components, pos):
-            return vm.model(input_ids=ids, use_cache=False).logits[0].float()
+        return hooked_run(vm, ids, write=interventions_for(vm, components, pos))[0][0].float()
 
     clean = tr["logits"]
     # the last layer's neuron at source s: position s loses exactly its contribution, nothing else moves
@@ -71,15 +71,10 @@ def test_zeroing_every_head_leaves_the_output_bias(tiny_factory):
     vm = tiny_factory("gpt2", seed=2)
     tr = trace(vm, PROMPT)
     layer, pos = 1, tr.position
-    seen = {}
-    module = vm.weights.block_module(layer, vm.adapter.attn_out)
-    handle = module.register_forward_hook(lambda _m, _a, out: seen.setdefault("out", out[0, pos].clone()))
-    try:
-        comps = [Component("head", layer, h) for h in range(vm.dims.n_heads)]
-        final_log_probs(vm, tr.input_ids, pos, comps)
-    finally:
-        handle.remove()
-    torch.testing.assert_close(seen["out"], vm.weights.b_O(layer), atol=1e-6, rtol=0)
+    comps = [Component("head", layer, h) for h in range(vm.dims.n_heads)]
+    _, rec = hooked_run(vm, torch.tensor([tr.input_ids]), read=[f"blocks.{layer}.hook_attn_out"],
+                        write=interventions_for(vm, comps, pos))
+    torch.testing.assert_close(rec[f"blocks.{layer}.hook_attn_out"][0, pos], vm.weights.b_O(layer), atol=1e-6, rtol=0)
 
 
 def test_attention_neurons_over_all_sources_equal_the_wo_neuron(tiny_factory):

@@ -29,14 +29,15 @@ Memory values and neuron contributions are computed on demand from these, so not
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import torch
 
 from visit.errors import VisitError
+from visit.hooks.interventions import Intervention
+from visit.hooks.runner import run
 from visit.models.loading import VisitModel
-from visit.models.weights import get_module
 from visit.tokens import token_strings
 
 
@@ -49,6 +50,8 @@ class Trace:
     position: int
     values: dict[str, torch.Tensor]
     vm: VisitModel = field(repr=False)
+    interventions: tuple = ()  # what was written during the pass (visit.hooks)
+    weights_version: tuple = ()  # vm.weights.version when traced
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.values[name]
@@ -119,123 +122,53 @@ def resolve_position(position: int | None, n_tokens: int) -> int:
     return position % n_tokens
 
 
-class _Recorder:
-    def __init__(self):
-        self.raw: dict[str, torch.Tensor] = {}
-        self.handles = []
-
-    def output(self, module, name, pick=lambda out: out):
-        def hook(_module, _args, out):
-            self.raw[name] = pick(out)
-
-        self.handles.append(module.register_forward_hook(hook))
-
-    def input(self, module, name):
-        def hook(_module, args):
-            self.raw[name] = args[0]
-
-        self.handles.append(module.register_forward_pre_hook(hook))
-
-    def io(self, module, name):
-        def hook(_module, args, out):
-            self.raw[f"{name}.hook_in"] = args[0]
-            self.raw[f"{name}.hook_out"] = out
-
-        self.handles.append(module.register_forward_hook(hook))
-
-    def remove(self):
-        for handle in self.handles:
-            handle.remove()
+# what one trace records, per layer (the rest of the table above is derived from these)
+_LAYER_READS = ("ln1.hook_in", "ln1.hook_out", "ln2.hook_in", "ln2.hook_out", "attn.hook_q", "attn.hook_k",
+                "attn.hook_v", "attn.hook_pattern", "attn.hook_z", "hook_attn_out", "mlp.hook_post",
+                "hook_mlp_out", "hook_resid_post")
 
 
-def _first(out):
-    return out[0] if isinstance(out, tuple) else out
+def trace_reads(n_layers: int) -> list[str]:
+    """The hook point names a trace reads."""
+    return [f"blocks.{l}.{s}" for l in range(n_layers) for s in _LAYER_READS] + ["ln_final.hook_in",
+                                                                                "ln_final.hook_out"]
 
 
-@contextmanager
-def _hooks(vm: VisitModel):
-    a = vm.adapter
-    rec = _Recorder()
-    try:
-        for layer, block in enumerate(vm.weights.blocks):
-            p = f"blocks.{layer}"
-            rec.io(get_module(block, a.ln1), f"{p}.ln1")
-            rec.io(get_module(block, a.ln2), f"{p}.ln2")
-            for i, path in enumerate(a.qkv):
-                rec.output(get_module(block, path), f"{p}.attn.qkv{i}")
-            rec.output(get_module(block, a.attn), f"{p}.attn.out_and_pattern", pick=lambda out: out)
-            rec.input(get_module(block, a.attn_out), f"{p}.attn.hook_z")
-            rec.input(get_module(block, a.mlp_out), f"{p}.mlp.hook_post")
-            rec.output(get_module(block, a.mlp), f"{p}.hook_mlp_out", pick=_first)
-            rec.output(block, f"{p}.hook_resid_post", pick=_first)
-        rec.io(get_module(vm.model, a.final_norm), "ln_final")
-        yield rec
-    finally:
-        rec.remove()
-
-
-def _split_qkv(vm: VisitModel, raw: dict, prefix: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """q ``[pos, H, dh]``, k and v ``[pos, H_kv, dh]`` from the recorded projection outputs."""
-    d, layout = vm.dims, vm.adapter.qkv_layout
-    if layout == "separate":
-        q, k, v = (raw[f"{prefix}.qkv{i}"][0] for i in range(3))
-    elif layout == "fused_qkv_blocks":
-        q, k, v = raw[f"{prefix}.qkv0"][0].split(d.n_heads * d.d_head, dim=-1)
-    elif layout == "fused_per_head":
-        fused = raw[f"{prefix}.qkv0"][0].reshape(-1, d.n_heads, 3, d.d_head)
-        return fused[:, :, 0], fused[:, :, 1], fused[:, :, 2]
-    else:
-        raise ValueError(f"unknown qkv layout {layout}")
-    pos = q.shape[0]
-    return (q.reshape(pos, d.n_heads, d.d_head), k.reshape(pos, d.n_kv_heads, d.d_head),
-            v.reshape(pos, d.n_kv_heads, d.d_head))
-
-
-def trace(vm: VisitModel, prompt: str, position: int | None = None) -> Trace:
-    """Run one forward pass with hooks and return everything the views need.
+def trace(vm: VisitModel, prompt: str, position: int | None = None,
+          interventions: Sequence[Intervention] = ()) -> Trace:
+    """Run one forward pass through the hook layer and return everything the views need.
 
     ``position`` indexes the prompt's tokens (negative counts from the end; default the last).
+    ``interventions`` (:mod:`visit.hooks`) are applied during the pass (batch row 0); the trace then shows the
+    changed model, and every derived value (residuals, logits) is what the changed pass computed.
     """
     input_ids = encode_prompt(vm, prompt)
     pos = resolve_position(position, input_ids.shape[1])
-    with vm.lock, torch.no_grad(), _hooks(vm) as rec:
-        out = vm.model(input_ids=input_ids.to(vm.device), use_cache=False)
-    values = _collect(vm, rec.raw, out.logits[0], pos)
+    logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers), write=interventions)
+    values = _collect(vm, rec.values, logits[0], pos)
     ids = input_ids[0].tolist()
-    return Trace(vm.name, prompt, ids, token_strings(vm.tokenizer, ids), pos, values, vm)
+    return Trace(vm.name, prompt, ids, token_strings(vm.tokenizer, ids), pos, values, vm,
+                 tuple(interventions), vm.weights.version)
 
 
 def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[str, torch.Tensor]:
+    """Batch row 0 of the recorded values, in fp32, plus the derived ones (scales, resid_pre/mid, results)."""
     d, w = vm.dims, vm.weights
     values: dict[str, torch.Tensor] = {}
     for layer in range(d.n_layers):
         p = f"blocks.{layer}"
+        for name in _LAYER_READS:
+            values[f"{p}.{name}"] = raw[f"{p}.{name}"][0].float()
         for ln, params in (("ln1", w.ln1(layer)), ("ln2", w.ln2(layer))):
-            x = raw[f"{p}.{ln}.hook_in"][0].float()
-            values[f"{p}.{ln}.hook_in"] = x
-            values[f"{p}.{ln}.hook_out"] = raw[f"{p}.{ln}.hook_out"][0].float()
-            values[f"{p}.{ln}.hook_scale"] = params.scale(x)
-        resid_pre = values[f"{p}.ln1.hook_in"]
-        values[f"{p}.hook_resid_pre"] = resid_pre
-        q, k, v = _split_qkv(vm, raw, f"{p}.attn")
-        values[f"{p}.attn.hook_q"], values[f"{p}.attn.hook_k"], values[f"{p}.attn.hook_v"] = q.float(), k.float(), v.float()
-        attn_out, pattern = raw[f"{p}.attn.out_and_pattern"][:2]
-        if pattern is None:
-            raise VisitError("the model did not return attention patterns; load it with attn_implementation='eager'")
-        values[f"{p}.attn.hook_pattern"] = pattern[0].float()
-        z = raw[f"{p}.attn.hook_z"][0].float().reshape(-1, d.n_heads, d.d_head)
-        values[f"{p}.attn.hook_z"] = z
-        values[f"{p}.attn.hook_result"] = torch.einsum("hd,hdm->hm", z[pos], w.W_O(layer))
-        values[f"{p}.hook_attn_out"] = attn_out[0].float()
+            values[f"{p}.{ln}.hook_scale"] = params.scale(values[f"{p}.{ln}.hook_in"])
+        values[f"{p}.hook_resid_pre"] = values[f"{p}.ln1.hook_in"]
+        values[f"{p}.attn.hook_result"] = torch.einsum("hd,hdm->hm", values[f"{p}.attn.hook_z"][pos], w.W_O(layer))
         values[f"{p}.hook_resid_mid"] = (
-            resid_pre + values[f"{p}.hook_attn_out"] if vm.parallel else values[f"{p}.ln2.hook_in"]
+            values[f"{p}.hook_resid_pre"] + values[f"{p}.hook_attn_out"] if vm.parallel
+            else values[f"{p}.ln2.hook_in"]
         )
-        values[f"{p}.mlp.hook_post"] = raw[f"{p}.mlp.hook_post"][0].float()
-        values[f"{p}.hook_mlp_out"] = raw[f"{p}.hook_mlp_out"][0].float()
-        values[f"{p}.hook_resid_post"] = raw[f"{p}.hook_resid_post"][0].float()
-    x = raw["ln_final.hook_in"][0].float()
-    values["ln_final.hook_in"] = x
-    values["ln_final.hook_out"] = raw["ln_final.hook_out"][0].float()
-    values["ln_final.hook_scale"] = w.final_norm.scale(x)
+    for name in ("ln_final.hook_in", "ln_final.hook_out"):
+        values[name] = raw[name][0].float()
+    values["ln_final.hook_scale"] = w.final_norm.scale(values["ln_final.hook_in"])
     values["logits"] = logits.float()
     return values

@@ -14,7 +14,8 @@ _memo: dict[int, tuple[weakref.ref, dict]] = {}
 
 
 def per_trace(trace, key, compute):
-    """``compute()`` once per (trace, key); later calls return the stored value."""
+    """``compute()`` once per (trace, key) and weights version; later calls return the stored value."""
+    key = (trace.vm.weights.version, key)
     with _lock:
         entry = _memo.get(id(trace))
         if entry is None or entry[0]() is not trace:

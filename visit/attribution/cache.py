@@ -4,8 +4,12 @@ from __future__ import annotations
 
 
 def memo(trace, key, compute):
-    """``compute()`` once per ``(trace, key)``; the result lives as long as the trace."""
+    """``compute()`` once per ``(trace, key)`` and weights version; the result lives as long as the trace.
+
+    Attribution combines the trace with the model's weights, so the weights' version is part of the key: after
+    an edit the same trace is scored again with the weights it now meets (never a stale number)."""
     store = trace.__dict__.setdefault("_attribution_memo", {})
+    key = (trace.vm.weights.version, key)
     if key not in store:
         store[key] = compute()
     return store[key]

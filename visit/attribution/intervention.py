@@ -12,17 +12,17 @@ What "zero" means, at the traced position (the position whose prediction is attr
   subtracted from z, with the value it had in the clean run (exact when nothing upstream of it
   at this position is zeroed as well).
 
-Hooks are removed afterwards; the model's weights are never touched.
+The zeroing is a list of hook-layer writes (:func:`interventions_for`, :mod:`visit.hooks`); the model's
+weights are never touched.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
-from visit.models.weights import get_module
+from visit.hooks import Intervention, add, run, zero
 
 KINDS = ("ffn", "head", "wo", "attn")
 
@@ -46,66 +46,34 @@ class Component:
         return f"L{self.layer}.H{self.index}.d{self.dim}.s{self.source}"
 
 
-@contextmanager
-def zeroed(vm, components, position: int, clean_trace=None):
-    """Context manager: while active, the model runs with ``components`` zeroed at ``position``."""
-    d, a = vm.dims, vm.adapter
-    ffn: dict[int, list[tuple[int, int]]] = {}  # layer -> [(position, index)]
-    z_zero: dict[int, list[int]] = {}
-    z_sub: dict[int, list[tuple[int, float]]] = {}
+def interventions_for(vm, components, position: int, clean_trace=None) -> list[Intervention]:
+    """The hook-layer writes (:mod:`visit.hooks`) that zero ``components`` at ``position``."""
+    d = vm.dims
+    out: list[Intervention] = []
     for c in components:
+        p = f"blocks.{c.layer}"
         if c.kind == "ffn":
-            ffn.setdefault(c.layer, []).append((position if c.source is None else c.source, c.index))
+            out.append(zero(f"{p}.mlp.hook_post", positions=position if c.source is None else c.source,
+                            index=(c.index,)))
         elif c.kind == "head":
-            z_zero.setdefault(c.layer, []).extend(range(c.index * d.d_head, (c.index + 1) * d.d_head))
+            out.append(zero(f"{p}.attn.hook_z", positions=position, index=(c.index,)))
         elif c.kind == "wo":
-            z_zero.setdefault(c.layer, []).append(c.index * d.d_head + c.dim)
+            out.append(zero(f"{p}.attn.hook_z", positions=position, index=(c.index, c.dim)))
         elif c.kind == "attn":
             if clean_trace is None:
                 raise ValueError("zeroing attention neurons per source needs the clean trace")
-            alpha = clean_trace[f"blocks.{c.layer}.attn.hook_pattern"][c.index, position, c.source]
-            v = clean_trace[f"blocks.{c.layer}.attn.hook_v"][c.source, int(clean_trace.kv_head_of[c.index]), c.dim]
-            z_sub.setdefault(c.layer, []).append((c.index * d.d_head + c.dim, float(alpha * v)))
+            alpha = clean_trace[f"{p}.attn.hook_pattern"][c.index, position, c.source]
+            v = clean_trace[f"{p}.attn.hook_v"][c.source, int(clean_trace.kv_head_of[c.index]), c.dim]
+            out.append(add(f"{p}.attn.hook_z", -float(alpha * v), positions=position, index=(c.index, c.dim)))
         else:
             raise ValueError(f"unknown component kind {c.kind!r}; choose one of {KINDS}")
-
-    def make_hook(zero_idx, subtract, at=None):
-        """Zero entries ``zero_idx`` at ``position`` (or the ``(position, index)`` pairs ``at``) and
-        subtract ``(index, amount)`` pairs at ``position``."""
-
-        def hook(_module, args):
-            x = args[0].clone()
-            if zero_idx:
-                x[:, position, torch.tensor(zero_idx, device=x.device)] = 0
-            if at:
-                where = torch.tensor(at, device=x.device)
-                x[:, where[:, 0], where[:, 1]] = 0
-            for idx, amount in subtract:
-                x[:, position, idx] -= amount
-            return (x,) + tuple(args[1:])
-
-        return hook
-
-    handles = []
-    try:
-        for layer, at in ffn.items():
-            module = get_module(vm.weights.blocks[layer], a.mlp_out)
-            handles.append(module.register_forward_pre_hook(make_hook([], [], at)))
-        for layer in set(z_zero) | set(z_sub):
-            module = get_module(vm.weights.blocks[layer], a.attn_out)
-            handles.append(module.register_forward_pre_hook(make_hook(z_zero.get(layer, []), z_sub.get(layer, []))))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
+    return out
 
 
 def final_log_probs(vm, input_ids: list[int], position: int, components=(), clean_trace=None) -> torch.Tensor:
     """Log-probabilities ``[V]`` at ``position`` with ``components`` zeroed (none: the clean run)."""
-    ids = torch.tensor([input_ids], device=vm.device)
-    with vm.lock, torch.no_grad(), zeroed(vm, components, position, clean_trace):
-        logits = vm.model(input_ids=ids, use_cache=False).logits[0, position]
-    return logits.float().log_softmax(-1)
+    logits, _ = run(vm, torch.tensor([input_ids]), write=interventions_for(vm, components, position, clean_trace))
+    return logits[0, position].float().log_softmax(-1)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ W_in ``[d_model, d_mlp]``, W_U ``[d_model, d_vocab]``. Conv1D stores ``[in, out]
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 from torch import nn
@@ -81,13 +80,32 @@ class ModelWeights:
         self.dims = dims
         self.blocks = get_module(model, adapter.blocks)
         self._cache: dict[tuple, object] = {}
+        self._params = list(model.parameters())
+        self._bumps = 0
+        self._cache_version: tuple[int, int] | None = None
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Changes whenever a weight may have changed: explicit :meth:`bump` calls (every weight change in
+        :mod:`visit.hooks.params`) and PyTorch's in-place counters of the parameters (any other in-place edit).
+        Equal versions mean the weights are the ones the cached values were computed from."""
+        return self._bumps, sum(p._version for p in self._params)
+
+    def bump(self) -> None:
+        """Record a weight change (cached derived values are dropped at their next use)."""
+        self._bumps += 1
 
     def block_module(self, layer: int, path: str) -> nn.Module:
         return get_module(self.blocks[layer], path)
 
     def memo(self, key, build):
-        """``build()`` once per key for this model: weight views and constants derived from the
-        weights (e.g. per-neuron norms the attribution bounds use)."""
+        """``build()`` once per key for this model's current weights: weight views and constants derived
+        from the weights (e.g. per-neuron norms the attribution bounds use). Keyed by :attr:`version`, so an
+        edited model never gets values computed from the weights it had before."""
+        version = self.version
+        if version != self._cache_version:
+            self._cache.clear()
+            self._cache_version = version
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
@@ -169,19 +187,23 @@ class ModelWeights:
     def ln2(self, layer: int) -> NormParams:
         return norm_params(self.block_module(layer, self.adapter.ln2), self.adapter.norm_kind)
 
-    @cached_property
+    @property
     def final_norm(self) -> NormParams:
-        return norm_params(get_module(self.model, self.adapter.final_norm), self.adapter.norm_kind)
+        return self.memo("final_norm", lambda: norm_params(get_module(self.model, self.adapter.final_norm),
+                                                          self.adapter.norm_kind))
 
-    @cached_property
+    @property
     def W_U(self) -> torch.Tensor:
         """``[d_model, d_vocab]``"""
-        return self.model.get_output_embeddings().weight.float().T
+        return self.memo("W_U", lambda: self.model.get_output_embeddings().weight.float().T)
 
-    @cached_property
+    @property
     def b_U(self) -> torch.Tensor | None:
-        bias = getattr(self.model.get_output_embeddings(), "bias", None)
-        return None if bias is None else bias.float()
+        def build():
+            bias = getattr(self.model.get_output_embeddings(), "bias", None)
+            return None if bias is None else bias.float()
+
+        return self.memo("b_U", build)
 
     @property
     def device(self):

@@ -1,0 +1,64 @@
+"""Temporary weight changes that undo themselves, bit-exactly, also on an exception.
+
+A change is a set of ``{parameter name: delta}`` (as in ``model.named_parameters()``). :func:`weights_changed`
+adds them for the duration of a block and then copies the saved originals back (``torch.equal`` with what was
+there before; no ``W + d - d`` rounding). Stacks of edits (the editing panel's list) are applied in order from the
+originals each time, so removing any one of them leaves exactly the weights the others give in that order.
+
+Every change goes through :meth:`visit.models.weights.ModelWeights.bump`, so caches keyed by the weights' version
+never serve numbers computed from other weights.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Sequence
+
+import torch
+
+from visit.errors import VisitError
+
+Delta = Mapping[str, torch.Tensor]
+
+
+def parameter(vm, name: str) -> torch.nn.Parameter:
+    params = dict(vm.model.named_parameters())
+    if name not in params:
+        raise VisitError(f"the model has no parameter '{name}'")
+    return params[name]
+
+
+@contextmanager
+def weights_changed(vm, deltas: Sequence[Delta] | Delta = ()) -> Iterator[None]:
+    """Add each delta in ``deltas`` (one mapping or a sequence applied in order) for the block's duration.
+
+    The sums are done in fp32 and cast to the parameter's dtype. Holds the model's lock throughout, so no
+    other thread sees the changed weights.
+    """
+    stack = [deltas] if isinstance(deltas, Mapping) else list(deltas)
+    names = list(dict.fromkeys(n for d in stack for n in d))
+    with vm.lock:
+        params = {n: parameter(vm, n) for n in names}
+        saved = {n: p.detach().clone() for n, p in params.items()}
+        try:
+            with torch.no_grad():
+                for n, p in params.items():
+                    total = saved[n].float()
+                    for d in stack:
+                        if n in d:
+                            total = total + d[n].to(device=p.device, dtype=torch.float32)
+                    p.copy_(total.to(p.dtype))
+            vm.weights.bump()
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(saved[n])
+            vm.weights.bump()
+
+
+def check_finite(vm, names: Sequence[str]) -> None:
+    """Raise :class:`VisitError` when a parameter holds NaN or inf (after an edit)."""
+    for n in names:
+        if not torch.isfinite(parameter(vm, n)).all():
+            raise VisitError(f"the edit made parameter '{n}' non-finite (NaN or inf)")
