@@ -2,7 +2,8 @@
 
 Sessions name the model they use; the registry keeps the few most recently used ones loaded (the
 default is never evicted). A failed load raises :class:`VisitError` and changes nothing, so every
-session keeps the model it had.
+session keeps the model it had. A :class:`~visit.ui.policy.ModelPolicy` decides which names may be loaded
+at all (default: any).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Callable
 
 from visit.errors import VisitError
 from visit.models import DEFAULT_MODEL, VisitModel
+from visit.ui.policy import ModelPolicy
 
 Loader = Callable[[str], VisitModel]
 
@@ -30,12 +32,13 @@ def normalise_name(name: str | None) -> str:
 
 class ModelRegistry:
     def __init__(self, loader: Loader | None = None, preloaded: VisitModel | None = None,
-                 default_name: str = DEFAULT_MODEL, max_models: int = 2):
+                 default_name: str = DEFAULT_MODEL, max_models: int = 2, policy: ModelPolicy | None = None):
         """``preloaded`` is the model called ``default_name``, which sessions use until they load
-        another (tests inject a tiny one this way)."""
+        another (tests inject a tiny one this way). ``policy`` (default: open) gates every other name."""
         self.loader = loader or _default_loader
         self.default_name = normalise_name(default_name)
         self.max_models = max(1, max_models)
+        self.policy = policy or ModelPolicy.open()
         self._models: OrderedDict[str, VisitModel] = OrderedDict()
         self._lock = threading.Lock()  # one load at a time; tracing uses each model's own lock
         if preloaded is not None:
@@ -44,6 +47,8 @@ class ModelRegistry:
     def get(self, name: str | None = None) -> VisitModel:
         """The model called ``name`` (blank: the app's default), loading it on first use."""
         key = self.key(name)
+        if key != self.default_name:
+            self.policy.check(key)
         with self._lock:
             vm = self._models.get(key)
             if vm is not None:
