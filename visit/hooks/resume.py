@@ -1,0 +1,161 @@
+"""Batched forward passes that resume at a block boundary, over a suffix of the prompt's positions.
+
+Why: causal tracing and integrated gradients run hundreds of variants of one prompt that differ from a
+recorded pass only from some layer ``l`` on, and only at positions ``>= t`` (attention is causal, so nothing at
+an earlier position can change). Recomputing the whole pass for each variant wastes most of the work. Here:
+
+1. :func:`record` runs the prompt once (any number of batch rows, with reads and writes through
+   :func:`visit.hooks.hooked`) and keeps every attention layer's keys and values, as the model's cache holds them
+   (after rotary embeddings).
+2. :func:`resume` runs many rows at once from given blocks onward, over positions ``t..T-1`` only. Row ``i``
+   *joins* at block ``joins[i].layer`` with the residual ``joins[i].hidden`` (``[T - t, d_model]``); rows are
+   sorted by the layer they join at, so the batch grows as the pass goes deeper and no row computes a block it
+   does not need. Each attention layer sees the recorded keys/values of positions ``< t`` (of the recorded row
+   ``joins[i].source``) followed by the suffix's own. Writes (:class:`visit.hooks.Intervention`) apply inside the
+   resumed blocks as in any pass: ``rows`` index the rows of ``joins``, ``positions`` count from ``t``.
+3. The last position's final residual goes through the final norm and the unembedding: ``[rows, d_vocab]``.
+
+The blocks are called with exactly the arguments the model itself passes them (captured from a real call over
+the same suffix, then stopped before block 0 runs), with the model's cache swapped for the recorded prefix:
+no family-specific code. The result equals a full forward pass of each variant (tests check it on every
+family); the saving is the skipped blocks and positions (``benchmarks/causal_trace.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+from visit.hooks import points as hp
+from visit.hooks.interventions import Intervention
+from visit.hooks.runner import Hooked, hooked
+
+
+@dataclass
+class Recording:
+    """One recorded pass: ``input_ids [T]``, per layer ``keys[l]``/``values[l]`` ``[rows, kv_heads, T, d_head]``,
+    ``logits [rows, T, d_vocab]`` and the values read (``read[name]``: ``[rows, T, ...]``)."""
+
+    input_ids: torch.Tensor
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    logits: torch.Tensor
+    read: Hooked
+
+
+@dataclass(frozen=True)
+class Join:
+    """A row of a resumed pass: it enters block ``layer`` (``n_layers``: straight to the final norm) with the
+    residual ``hidden`` ``[T - t, d_model]``; the prefix keys/values come from recorded row ``source``."""
+
+    layer: int
+    hidden: torch.Tensor
+    source: int = 0
+
+
+class _Stop(Exception):
+    pass
+
+
+def record(vm, input_ids: torch.Tensor, rows: int = 1, read: Iterable[str] = (),
+           write: Iterable[Intervention] = ()) -> Recording:
+    """Run ``input_ids [T]`` as ``rows`` identical batch rows (writes may make them differ) and keep the keys and
+    values of every layer. Caller holds ``vm.lock`` and decides about autograd."""
+    ids = input_ids.reshape(1, -1).to(vm.device).expand(rows, -1)
+    with hooked(vm, read, write) as rec:
+        out = vm.model(input_ids=ids, use_cache=True)
+    cache = out.past_key_values
+    keys = [layer.keys for layer in cache.layers]
+    values = [layer.values for layer in cache.layers]
+    return Recording(input_ids.reshape(-1).cpu(), keys, values, out.logits, rec)
+
+
+class _PrefixKV:
+    """Stands in for the model's cache during :func:`resume`: each attention layer gets the recorded prefix's
+    keys/values of its rows' sources, then the suffix's own (nothing is stored)."""
+
+    def __init__(self, recording: Recording, t: int, sources: torch.Tensor):
+        self.rec, self.t, self.sources = recording, t, sources
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        if self.t == 0:
+            return key_states, value_states
+        rows = self.sources[: key_states.shape[0]]
+        k = self.rec.keys[layer_idx][rows, :, : self.t].to(key_states.dtype)
+        v = self.rec.values[layer_idx][rows, :, : self.t].to(value_states.dtype)
+        return torch.cat([k, key_states], dim=-2), torch.cat([v, value_states], dim=-2)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.t
+
+
+def _block_call(vm, recording: Recording, t: int) -> tuple[tuple, dict]:
+    """The arguments the model passes to its first block when it runs positions ``t..T-1`` after a cached
+    prefix of length ``t`` (captured from a real call, stopped before the block runs)."""
+    from transformers import DynamicCache
+
+    ids = recording.input_ids[t:].reshape(1, -1).to(vm.device)
+    kwargs = {"use_cache": False}
+    if t > 0:
+        cache = DynamicCache(config=vm.model.config)
+        for layer, (k, v) in enumerate(zip(recording.keys, recording.values)):
+            cache.update(k[:1, :, :t], v[:1, :, :t], layer)
+        kwargs = {"use_cache": True, "past_key_values": cache}
+    seen = {}
+
+    def capture(_module, args, kw):
+        seen["call"] = (args, kw)
+        raise _Stop
+
+    handle = vm.weights.blocks[0].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        vm.model(input_ids=ids, **kwargs)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return seen["call"]
+
+
+def _swap_cache(call: tuple[tuple, dict], prefix: _PrefixKV) -> tuple[tuple, dict]:
+    from transformers.cache_utils import Cache
+
+    args, kwargs = call
+    args = tuple(prefix if isinstance(a, Cache) else a for a in args[1:])
+    kwargs = {k: (prefix if isinstance(v, Cache) else v) for k, v in kwargs.items()}
+    return args, kwargs
+
+
+def resume(vm, recording: Recording, t: int, joins: Sequence[Join], write: Iterable[Intervention] = (),
+           read: Iterable[str] = (), detach: bool = True) -> tuple[torch.Tensor, Hooked]:
+    """Resume ``joins`` (sorted by ``layer``) at positions ``t..T-1``; returns the last position's logits
+    ``[len(joins), d_vocab]`` and the values read (``[rows active there, T - t, ...]``).
+
+    Caller holds ``vm.lock`` and sets autograd (gradients flow to tensors in ``joins`` and in writes).
+    """
+    layers = [j.layer for j in joins]
+    if layers != sorted(layers):
+        raise ValueError("joins must be sorted by the layer they join at")
+    n_layers = vm.dims.n_layers
+    sources = torch.tensor([j.source for j in joins], device=vm.device)
+    args, kwargs = _swap_cache(_block_call(vm, recording, t), _PrefixKV(recording, t, sources))
+    hidden = None
+    cursor = 0
+    with hooked(vm, read, write, detach=detach) as rec:
+        for layer in range(n_layers + 1):
+            entering = []
+            while cursor < len(joins) and joins[cursor].layer == layer:
+                entering.append(joins[cursor].hidden)
+                cursor += 1
+            if entering:
+                new = torch.stack(entering).to(vm.device)
+                hidden = new if hidden is None else torch.cat([hidden, new.to(hidden.dtype)])
+            if layer == n_layers or hidden is None:
+                continue
+            out = vm.weights.blocks[layer](hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        final = hp.module_of(vm, hp.hook_point(vm, "ln_final.hook_out"))(hidden[:, -1:])
+        logits = vm.model.get_output_embeddings()(final)[:, 0]
+    return logits, rec
