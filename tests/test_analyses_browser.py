@@ -50,7 +50,7 @@ def test_panels_compute_study_and_flag_neurons(browser, server):  # noqa: F811
     limit = browser.find_element(By.ID, "regularization-study-limit")
     limit.clear()
     limit.send_keys("2")
-    browser.find_element(By.ID, "regularization-study-run").click()
+    browser.find_element(By.ID, "regularization-study-start").click()
     wait(browser, lambda d: "2 of 2 prompts" in d.find_element(By.ID, "regularization-study-status").text,
          timeout=180, what="the study")
     wait(browser, lambda d: plots_in(d, "regularization-study-body") > 0, what="the study figures")

@@ -1,7 +1,5 @@
 """The three analysis panels without a browser: their content and the background prompt-set studies."""
 
-import time
-
 import pytest
 
 from visit.pipeline import analyze
@@ -9,7 +7,8 @@ from visit.ui.panels import PANELS, load_panels
 from visit.ui.panels import alignment as alignment_panel
 from visit.ui.panels import layer_norm as layer_norm_panel
 from visit.ui.panels import regularization as regularization_panel
-from visit.ui.panels.analysis_widgets import StudyJobs
+from visit.ui.jobs import JobRunner
+from visit.ui.panels.analysis_widgets import StudyCache, study_job, study_summary
 from dash_helpers import texts
 
 
@@ -45,16 +44,15 @@ def test_alignment_panel_ranks_heads_by_norm(analysis):
 
 
 def test_background_study_runs_renders_and_is_reused(analysis):
-    jobs = StudyJobs()
+    runner, cache = JobRunner(), StudyCache()
     vm = analysis.trace.vm
-    key = jobs.start(vm, ("ln", "alignment", "regularization"), 2, keep_correct=False)
-    assert jobs.start(vm, ("ln", "alignment", "regularization"), 2, keep_correct=False) == key
-    deadline = time.time() + 240
-    while jobs.get(key).running and time.time() < deadline:
-        time.sleep(0.5)
-    job = jobs.get(key)
-    assert job.error is None and job.result.n_kept == 2 and (job.done, job.total) == (2, 2)
-    assert "2 of 2 prompts" in job.status_text()
+    studies = ("ln", "alignment", "regularization")
+    job = runner.wait(runner.submit("s1", "study", study_job(vm, studies, 2, False, cache=cache)), timeout=240)
+    assert job.status == "done" and job.result.n_kept == 2 and (job.done, job.total) == (2, 2)
+    assert "2 of 2 prompts" in study_summary(job.result)
+    # another session asking for the same study gets the finished one at once
+    again = runner.wait(runner.submit("s2", "study", study_job(vm, studies, 2, False, cache=cache)), timeout=10)
+    assert again.result is job.result and "already studied" in again.note
     for render in (lambda r: layer_norm_panel.sections_component(
                        layer_norm_panel.figures.ln_study_figures(r.results["ln"])),
                    lambda r: alignment_panel.sections_component(
@@ -69,12 +67,31 @@ def test_background_study_runs_renders_and_is_reused(analysis):
 
 
 def test_a_study_with_no_correct_answer_reports_it(analysis):
-    jobs = StudyJobs()
-    key = jobs.start(analysis.trace.vm, ("regularization",), 1, keep_correct=True)
-    deadline = time.time() + 120
-    while jobs.get(key).running and time.time() < deadline:
-        time.sleep(0.2)
-    assert "none of the 1 prompts" in jobs.get(key).status_text()
+    runner = JobRunner()
+    job = runner.submit("s", "study", study_job(analysis.trace.vm, ("regularization",), 1, True, cache=StudyCache()))
+    assert runner.wait(job, timeout=120).status == "error"
+    assert "none of the 1 prompts" in job.error
+
+
+def test_the_study_panel_runs_its_study_as_the_sessions_job(tiny_factory, analysis):
+    """The regularization panel through the app: start checks its inputs, the job's result is the
+    session's, and the flag button uses it."""
+    from visit.ui import create_app
+    from visit.ui.panels.analysis_widgets import study_kind
+
+    app = create_app(model=analysis.trace.vm, panels=["visit.ui.panels.regularization"])
+    ctx = app.visit_context
+    widget = regularization_panel.register_study_callbacks(app, "regtest", ("regularization",), ctx,
+                                                           regularization_panel.render)
+    assert "trace a prompt" in texts(widget.start("s1", (2, []))["status"])[0]
+    ctx.state("s1").analysis = analysis
+    assert "at least 1" in texts(widget.start("s1", (0, []))["status"])[0]
+    out = widget.start("s1", (2, []))
+    app.visit_jobs.wait(app.visit_jobs.job("s1"), timeout=240)
+    out = widget.poll("s1", out["seen"])
+    assert "2 of 2 prompts" in out["status"] and out["poll_off"] and out["body"]
+    assert ctx.jobs.result("s1", study_kind("regtest")).n_kept == 2
+    assert ctx.jobs.result("s2", study_kind("regtest")) is None  # results belong to their session
 
 
 def test_the_flow_graph_report_has_the_analyses_sections(analysis):

@@ -74,17 +74,17 @@ def make_test_panel():
     panel.layout = lambda: html.Div([html.Button("highlight", id="testpanel-go", n_clicks=0),
                                      html.Div(id="testpanel-seen")])
 
-    def register_callbacks(app, get_analysis):
+    def register_callbacks(app, ctx):
         @app.callback(Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True), Input("testpanel-go", "n_clicks"),
                       State(ids.SESSION, "data"), prevent_initial_call=True)
         def go(_, session_id):
-            node = next(iter(get_analysis(session_id).graph.nodes))
+            node = next(iter(ctx.analysis(session_id).graph.nodes))
             return request_graph_update(session_id, highlight=(node,))
 
         @app.callback(Output("testpanel-seen", "children"), Input(ids.ANALYSIS_VERSION, "data"),
                       State(ids.SESSION, "data"), prevent_initial_call=True)
         def seen(version, session_id):
-            a = get_analysis(session_id)
+            a = ctx.analysis(session_id)
             return f"v{version}: {len(a.graph)} nodes, highlight {','.join(a.settings.highlight)}" if a else ""
 
     panel.register_callbacks = register_callbacks

@@ -10,9 +10,6 @@ from pathlib import Path
 
 from dash import Dash
 
-from visit.ui.model_registry import ModelRegistry
-from visit.ui.state import SessionStore
-
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
@@ -24,22 +21,24 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     from visit.ui.controls import default_settings
     from visit.ui.layout import build_layout
     from visit.ui.panels import load_panels
+    from visit.ui.panels.context import PanelContext
 
-    if analyze is None:
-        from visit.pipeline import analyze
-    registry = ModelRegistry(loader=loader, preloaded=model, default_name=model_name)
-    sessions = SessionStore(max_sessions)
+    panel_ctx = PanelContext.create(model=model, loader=loader, model_name=model_name, max_sessions=max_sessions,
+                                    analyze=analyze)
+    registry, sessions, analyze = panel_ctx.registry, panel_ctx.sessions, panel_ctx.analyze
     panel_modules = load_panels() if panels is None else load_panels(panels)
     app = Dash(__name__, title="visit", assets_folder=str(ASSETS), update_title=None,
                serve_locally=True)
     app.visit_registry = registry
     app.visit_sessions = sessions
+    app.visit_jobs = panel_ctx.jobs  # long work of the panels (visit.ui.jobs.JobRunner)
+    app.visit_context = panel_ctx  # what every panel's register_callbacks(app, ctx) gets
     model_label = model.name if model is not None else "default model (loads on first trace)"
     settings = default_settings()
     app.layout = lambda: build_layout(model_label, settings, panel_modules)
     callbacks.register(app, registry, sessions, analyze)
     for panel in panel_modules:
-        panel.register_callbacks(app, sessions.analysis)
+        panel.register_callbacks(app, panel_ctx)
     return app
 
 

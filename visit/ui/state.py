@@ -11,7 +11,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 from visit.errors import VisitError
 from visit.ui.view import ViewMemory
@@ -45,8 +45,11 @@ class SessionState:
 class SessionStore:
     """Bounded LRU of :class:`SessionState` keyed by session id (oldest sessions are dropped)."""
 
-    def __init__(self, max_sessions: int = 32):
+    def __init__(self, max_sessions: int = 32, on_drop: Callable[[str], None] | None = None):
+        """``on_drop(session_id)`` is called for every session the LRU drops (the app's job runner
+        forgets the session's jobs and results then)."""
         self.max_sessions = max_sessions
+        self.on_drop = on_drop
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -54,15 +57,18 @@ class SessionStore:
         """The session's state, created when new. A missing id gets a throwaway state."""
         if not session_id:
             return SessionState()
+        dropped = []
         with self._lock:
             state = self._sessions.get(session_id)
             if state is None:
                 state = self._sessions[session_id] = SessionState()
                 while len(self._sessions) > self.max_sessions:
-                    self._sessions.popitem(last=False)
+                    dropped.append(self._sessions.popitem(last=False)[0])
             else:
                 self._sessions.move_to_end(session_id)
-            return state
+        for old in dropped if self.on_drop is not None else ():
+            self.on_drop(old)
+        return state
 
     def analysis(self, session_id: str | None):
         """The session's current analysis, or None (what panels get as ``get_analysis``)."""

@@ -5,16 +5,50 @@ A panel is a module with:
 - ``TITLE: str`` -- the tab's label;
 - ``layout() -> dash component`` -- the tab's content (built once, when the app starts; give every
   component an id prefixed with your module's name, e.g. ``"ablation-table"``);
-- ``register_callbacks(app, get_analysis)`` -- register callbacks with ``app.callback`` (never the global
-  ``dash.callback``: tests build several apps in one process). ``get_analysis(session_id)`` returns this
-  browser session's current :class:`visit.pipeline.Analysis` (server-side), or None before the first trace.
+- ``register_callbacks(app, ctx)`` -- register callbacks with ``app.callback`` (never the global
+  ``dash.callback``: tests build several apps in one process). ``ctx`` is the app's
+  :class:`visit.ui.panels.context.PanelContext`: ``ctx.analysis(session_id)`` is this browser session's
+  current :class:`visit.pipeline.Analysis` (server-side; None before the first trace), ``ctx.state(session_id)``
+  its whole state, ``ctx.model(session_id)`` the model it uses, ``ctx.jobs`` the job runner for long work
+  (:mod:`visit.ui.jobs`), ``ctx.analyze`` the pipeline's ``analyze``. (Dash's own ``ctx`` has the same name:
+  import it as ``from dash import ctx as dash_ctx``.)
 
 Ids a panel reads (from :mod:`visit.ui.ids`):
 
-- ``State(ids.SESSION, "data")`` -- the session id to pass to ``get_analysis``;
+- ``State(ids.SESSION, "data")`` -- the session id to pass to ``ctx``;
 - ``Input(ids.ANALYSIS_VERSION, "data")`` -- fires after every new analysis (re-render your panel then);
 - ``Input(ids.GRAPH, "clickData")`` -- the clicked node; ``visit.ui.clicks.node_id_from_click(analysis,
   click_data)`` turns it into a node id such as ``"L3.H2"``.
+
+Long work (more than a second or so: causal tracing, integrated gradients, a prompt-set study) runs as
+the session's job, with progress, cancel and results drawn as they arrive: one library module does the
+work, the panel adds :mod:`visit.ui.panels.job_widget`'s controls and wires them in one call::
+
+    from dash import State, dcc, html
+    from visit.errors import VisitError
+    from visit.ui.panels.job_widget import job_controls, register_job_callbacks
+
+    TITLE = "Causal trace"
+
+    def layout():
+        return html.Div(job_controls("causal", "Run", controls=[dcc.Input(id="causal-subject")]))
+
+    def register_callbacks(app, ctx):
+        def start(ctx, session_id, values):          # check inputs here; return the job function
+            analysis = ctx.analysis(session_id)
+            if analysis is None:
+                raise VisitError("trace a prompt first")
+            return lambda job: causal_trace(analysis.trace, values[0], on_row=job.partial,
+                                            on_progress=job.progress)
+        register_job_callbacks(app, ctx, "causal", "causal-trace", start,
+                               render=lambda value, finished: heatmaps(value),
+                               inputs=[State("causal-subject", "value")])
+
+The job calls ``job.progress(done, total, note)`` and, where it can, ``job.partial(value)``; both raise
+``visit.ui.jobs.Cancelled`` once the user cancelled, so the work stops there. ``render(value, finished)``
+draws a partial (``finished=False``) or the result. A session runs one job at a time (starting another
+cancels it); its last result of each kind stays as ``ctx.jobs.result(session_id, "causal-trace")`` for the
+panel's other callbacks (e.g. a click on a heatmap cell).
 
 Changing the graph from a panel (e.g. highlight or force in a node, flag neurons)::
 

@@ -41,7 +41,7 @@ def alignment_of(analysis):
     return per_trace(tr, ("alignment", K), lambda: attention_alignment(tr, k=K))
 
 
-def register_callbacks(app, get_analysis):
+def register_callbacks(app, ctx):
     @app.callback(
         Output(BODY, "children"), Output(LAYER, "options"), Output(LAYER, "value"),
         Input(ids.TABS, "value"), Input(ids.ANALYSIS_VERSION, "data"), State(LAYER, "value"),
@@ -50,7 +50,7 @@ def register_callbacks(app, get_analysis):
     def _compute(tab, _version, layer, session_id):
         if tab != TAB_VALUE:  # only while the tab is open (memoised per trace)
             return no_update, no_update, no_update
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None:
             return message("Trace a prompt first."), [], None
         try:
@@ -66,12 +66,12 @@ def register_callbacks(app, get_analysis):
     @app.callback(Output(LAYER_BODY, "children"), Input(LAYER, "value"), State(ids.SESSION, "data"),
                   prevent_initial_call=True)
     def _layer(layer, session_id):
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None or layer is None:
             return None
         return heads_table(analysis, alignment_of(analysis), int(layer))
 
-    register_study_callbacks(app, PREFIX, ("alignment",), get_analysis,
+    register_study_callbacks(app, PREFIX, ("alignment",), ctx,
                              lambda result: sections_component(figures.alignment_study_figures(
                                  result.results["alignment"])))
 

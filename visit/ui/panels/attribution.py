@@ -8,7 +8,8 @@ layer bar highlights the component in the graph, forcing it in if pruning had re
 
 from __future__ import annotations
 
-from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from visit.attribution import figures
 from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
@@ -97,7 +98,7 @@ def panel_content(analysis, kind: str, method: str, top: int):
             _table(entries, tr.tokens), note)
 
 
-def register_callbacks(app, get_analysis):
+def register_callbacks(app, ctx):
     from visit.ui.state import request_graph_update
 
     @app.callback(Output(LAYERS, "figure"), Output(HEADS, "figure"), Output(TABLE, "children"),
@@ -107,7 +108,7 @@ def register_callbacks(app, get_analysis):
     def _render(_version, kind, method, top, tab, session_id):
         if tab != TAB_VALUE:  # compute only when the tab is open (results are memoised per trace)
             return no_update, no_update, no_update, no_update
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None:
             return no_update, no_update, html.P("Trace a prompt first.", className="hint"), ""
         try:
@@ -122,7 +123,7 @@ def register_callbacks(app, get_analysis):
         from visit.attribution.contrast import contrast
         from visit.tokens import resolve_target
 
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None or not competitor:
             return no_update, no_update, ""
         try:
@@ -137,7 +138,7 @@ def register_callbacks(app, get_analysis):
                   Input({"type": SHOW, "index": ALL}, "n_clicks"), State(ids.SESSION, "data"),
                   prevent_initial_call=True)
     def _show(clicks, session_id):
-        trigger = ctx.triggered_id
+        trigger = dash_ctx.triggered_id
         if not trigger or not any(clicks or []):
             return no_update
         node = trigger["index"]
@@ -147,7 +148,7 @@ def register_callbacks(app, get_analysis):
                   Input(HEADS, "clickData"), Input(LAYERS, "clickData"), State(ids.SESSION, "data"),
                   prevent_initial_call=True)
     def _click_chart(head_click, layer_click, session_id):
-        click = head_click if ctx.triggered_id == HEADS else layer_click
+        click = head_click if dash_ctx.triggered_id == HEADS else layer_click
         node = node_from_click(click)
         if node is None:
             return no_update
@@ -158,7 +159,7 @@ def register_callbacks(app, get_analysis):
     @app.callback(Output(QUERY_OUT, "children"), Input(QUERY, "value"), Input(SUBKEY, "value"),
                   Input(ids.ANALYSIS_VERSION, "data"), State(ids.SESSION, "data"), prevent_initial_call=True)
     def _query(text, which, _version, session_id):
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None or not text:
             return ""
         try:

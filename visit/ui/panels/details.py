@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
+from dash import ctx as dash_ctx
 
 from visit.errors import VisitError
 from visit.ui import ids
@@ -26,7 +27,7 @@ def layout():
     ], className="panel")
 
 
-def register_callbacks(app, get_analysis):
+def register_callbacks(app, ctx):
     @app.callback(
         Output(BODY, "children"), Output(NODE, "options"), Output(NODE, "value"),
         Input(ids.GRAPH, "clickData"), Input(NODE, "value"), Input(ids.ANALYSIS_VERSION, "data"),
@@ -34,18 +35,18 @@ def register_callbacks(app, get_analysis):
         prevent_initial_call=True,
     )
     def show_details(click_data, chosen, _version, session_id):
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None:
             return html.P(HINT, className="hint"), [], None
         options = no_update
-        if ctx.triggered_id == ids.GRAPH:
+        if dash_ctx.triggered_id == ids.GRAPH:
             node = node_id_from_click(analysis, click_data)
             if node is None:
                 edge = edge_from_click(analysis, click_data)
                 return (render_edge(analysis, *edge), no_update, None) if edge else (no_update,) * 3
         else:
             node = chosen
-            if ctx.triggered_id == ids.ANALYSIS_VERSION:
+            if dash_ctx.triggered_id == ids.ANALYSIS_VERSION:
                 options = [{"label": n, "value": n} for n in analysis.graph.nodes]
         if not node or node not in analysis.graph:
             return html.P(HINT, className="hint"), options, None

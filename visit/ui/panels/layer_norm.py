@@ -46,7 +46,7 @@ def filter_rows(analysis, mode: str):
     return per_trace(tr, ("ln_filter", target, mode), lambda: layer_norm_filter(tr, target, mode=mode))
 
 
-def register_callbacks(app, get_analysis):
+def register_callbacks(app, ctx):
     @app.callback(
         Output(BODY, "children"), Output(SITE, "options"), Output(SITE, "value"),
         Input(ids.TABS, "value"), Input(MODE, "value"), Input(ids.ANALYSIS_VERSION, "data"),
@@ -56,7 +56,7 @@ def register_callbacks(app, get_analysis):
     def _compute(tab, mode, _version, site, session_id):
         if tab != TAB_VALUE:  # a few seconds on the real model: only while the tab is open (memoised per trace)
             return no_update, no_update, no_update
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None:
             return message("Trace a prompt first."), [], None
         try:
@@ -73,13 +73,13 @@ def register_callbacks(app, get_analysis):
     @app.callback(Output(SITE_BODY, "children"), Input(SITE, "value"), State(MODE, "value"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)
     def _site(site, mode, session_id):
-        analysis = get_analysis(session_id)
+        analysis = ctx.analysis(session_id)
         if analysis is None or not site:
             return None
         row = next((r for r in filter_rows(analysis, mode) if r.site.key == site), None)
         return None if row is None else site_table(row)
 
-    register_study_callbacks(app, PREFIX, ("ln",), get_analysis,
+    register_study_callbacks(app, PREFIX, ("ln",), ctx,
                              lambda result: sections_component(figures.ln_study_figures(result.results["ln"])))
 
 

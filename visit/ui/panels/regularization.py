@@ -11,8 +11,8 @@ from dash import Input, Output, State, dcc, html, no_update
 from visit.analyses import figures
 from visit.analyses.regularization import FLAG_LABEL, strongest
 from visit.ui import ids
-from visit.ui.panels.analysis_widgets import JOBS, sections_component, study_controls, table_component
-from visit.ui.panels.analysis_widgets import register_study_callbacks
+from visit.ui.panels.analysis_widgets import (register_study_callbacks, sections_component, study_controls,
+                                              study_kind, table_component)
 
 TITLE = "Regularization neurons"
 PREFIX = "regularization"
@@ -38,24 +38,18 @@ def layout():
     ], className="panel")
 
 
-def _finished_result(key):
-    job = JOBS.get(key) if key else None
-    return None if job is None or job.result is None else job.result
-
-
-def register_callbacks(app, get_analysis):
-    register_study_callbacks(app, PREFIX, STUDIES, get_analysis, render)
+def register_callbacks(app, ctx):
+    register_study_callbacks(app, PREFIX, STUDIES, ctx, render)
 
     @app.callback(
         Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True), Output(HERE, "children", allow_duplicate=True),
-        Input(FLAG, "n_clicks"), State(f"{PREFIX}-study-key", "data"), State(MIN_SHARE, "value"),
-        State(PER_LAYER, "value"), State(ids.SESSION, "data"),
+        Input(FLAG, "n_clicks"), State(MIN_SHARE, "value"), State(PER_LAYER, "value"), State(ids.SESSION, "data"),
         prevent_initial_call=True,
     )
-    def _flag(_clicks, key, min_share, per_layer, session_id):
+    def _flag(_clicks, min_share, per_layer, session_id):
         from visit.ui.state import request_graph_update
 
-        result = _finished_result(key)
+        result = ctx.jobs.result(session_id, study_kind(PREFIX))  # this session's last finished study
         if result is None:
             return no_update, html.P("Run the study first.", className="hint")
         chosen = strongest(result.results["regularization"]["neurons"], float(min_share or 0.0),
@@ -68,9 +62,9 @@ def register_callbacks(app, get_analysis):
         return request_graph_update(session_id, flagged_neurons=flagged), note
 
     @app.callback(Output(HERE, "children", allow_duplicate=True), Input(ids.ANALYSIS_VERSION, "data"),
-                  State(f"{PREFIX}-study-key", "data"), State(ids.SESSION, "data"), prevent_initial_call=True)
-    def _here(_version, key, session_id):
-        result, analysis = _finished_result(key), get_analysis(session_id)
+                  State(ids.SESSION, "data"), prevent_initial_call=True)
+    def _here(_version, session_id):
+        result, analysis = ctx.jobs.result(session_id, study_kind(PREFIX)), ctx.analysis(session_id)
         if result is None or analysis is None:
             return no_update
         return activity_here(analysis, result.results["regularization"])
