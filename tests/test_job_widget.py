@@ -22,6 +22,9 @@ class RowsJob:
     """A job drawing ``steps`` rows one at a time; each row waits for the test to release it."""
 
     def __init__(self):
+        self.reset()
+
+    def reset(self):
         self.go, self.reached = threading.Event(), threading.Event()
 
     def __call__(self, ctx, session_id, values):
@@ -60,6 +63,7 @@ def render(value, finished):
 
 def make_panel(job: RowsJob):
     panel = types.ModuleType("visit_rows_panel")
+    panel.job = job
     panel.TITLE = "Rows"
     panel.layout = lambda: html.Div(job_controls("rows", "Draw rows", controls=[dcc.Input(id="rows-steps")]))
 
@@ -70,18 +74,27 @@ def make_panel(job: RowsJob):
     return panel
 
 
-@pytest.fixture()
-def setup(tiny_factory):
+@pytest.fixture(scope="module")
+def app_and_panel(tiny_factory):
     from visit.pipeline import analyze
     from visit.ui import create_app
 
-    job = RowsJob()
-    panel = make_panel(job)
+    panel = make_panel(RowsJob())
     app = create_app(model=tiny_factory("gpt2"), panels=["visit.ui.panels.details", panel])
-    app.visit_context.state("s").analysis = analyze(app.visit_registry.get(), "Hello there")
+    return app, panel, analyze(app.visit_registry.get(), "Hello there")
+
+
+@pytest.fixture()
+def setup(app_and_panel):
+    """The app, its rows widget and a fresh job; session "s" has traced a prompt."""
+    app, panel, analysis = app_and_panel
+    job = panel.job
+    job.reset()
+    app.visit_context.state("s").analysis = analysis
     yield app, panel.widget, job
     app.visit_jobs.cancel("s")
     job.go.set()
+    app.visit_jobs.drop("s")
 
 
 def walk(component):

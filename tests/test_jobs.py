@@ -39,10 +39,11 @@ def test_progress_partials_and_result():
     assert (job.status, job.done, job.total, job.note, job.partial) == ("running", 1, 3, "row 0", [0])
     assert job.progress_text() == "1/3 row 0" and job.partial_count == 1
     assert runner.result("s", "rows") is None  # nothing finished yet
-    for _ in range(3):
+    for _ in range(2):
         reached.clear()
         go.set()
-        reached.wait(1)
+        assert reached.wait(WAIT)
+    go.set()
     runner.wait(job, WAIT)
     assert (job.status, job.result, job.partial, job.error) == ("done", 3, [0, 1, 2], None)
     assert job.finished >= job.started and runner.result("s", "rows") == 3
@@ -154,13 +155,43 @@ def test_results_are_bounded_and_dropped_with_the_session():
     assert runner.result("c", "x") is None and runner.job("c") is None
 
 
-def test_the_apps_session_store_drops_jobs_with_its_sessions(tiny_factory):
+def test_the_apps_session_store_drops_jobs_with_its_sessions():
     from visit.ui.panels.context import PanelContext
 
-    ctx = PanelContext.create(model=tiny_factory("gpt2"), max_sessions=1)
+    model = object()  # the registry serves whatever it was given
+    ctx = PanelContext.create(model=model, max_sessions=1)
     ctx.state("a")
     ctx.jobs.wait(ctx.jobs.submit("a", "x", lambda job: 1), WAIT)
     assert ctx.jobs.result("a", "x") == 1
     ctx.state("b")  # the store keeps one session: "a" goes, with its results
     assert ctx.jobs.result("a", "x") is None and "a" not in ctx.sessions
-    assert ctx.model("b") is ctx.registry.get() and ctx.analysis("b") is None
+    assert ctx.model("b") is model and ctx.analysis("b") is None
+
+
+def test_caps_refuse_jobs_while_too_many_threads_are_alive(monkeypatch):
+    """Cancelled jobs that have not stopped yet still count: clicking Start again and again cannot pile up
+    threads. The app reads the caps from visit.limits at every submit."""
+    runner = JobRunner(max_workers=4, max_per_session=2, max_jobs=lambda: 3)
+    fn, go, reached = blocking_job(1)
+    first = runner.submit("s", "a", fn)
+    assert reached.wait(WAIT)
+    stubborn = threading.Event()
+    second = runner.submit("s", "b", lambda ctx: stubborn.wait(WAIT))  # replaces the first (still stopping)
+    assert first.status == "cancelled"
+    with pytest.raises(VisitError, match="still stopping"):
+        runner.submit("s", "c", lambda ctx: 1)
+    other = runner.submit("t", "a", lambda ctx: stubborn.wait(WAIT))
+    with pytest.raises(VisitError, match="server is busy"):
+        runner.submit("u", "a", lambda ctx: 1)
+    go.set()
+    stubborn.set()
+    for job in (first, second, other):
+        runner.wait(job, WAIT)
+    assert runner.wait(runner.submit("u", "a", lambda ctx: "ok"), WAIT).result == "ok"
+
+    from visit.ui.panels.context import PanelContext
+
+    monkeypatch.setenv("VISIT_MAX_JOBS", "0")
+    ctx = PanelContext.create(model=object())
+    with pytest.raises(VisitError, match="VISIT_MAX_JOBS|at most 0"):
+        ctx.jobs.submit("s", "x", lambda job: 1)

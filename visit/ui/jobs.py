@@ -10,7 +10,10 @@ Rules the runner keeps:
 - **one running job per session**: :meth:`JobRunner.submit` cancels the session's running job first
   (``replace=True``) or refuses with a :class:`VisitError` (``replace=False``);
 - **bounded concurrency**: at most ``max_workers`` jobs compute at once (the rest wait, note "queued");
-  threads are daemons, so a job never keeps the process alive;
+  threads are daemons, so a job never keeps the process alive. Optional caps refuse new jobs (one-line
+  :class:`VisitError`) while too many threads are alive, cancelled ones that have not stopped yet included:
+  ``max_per_session`` per session and ``max_jobs`` in all (the app passes :data:`visit.limits.JOBS_PER_SESSION`
+  and :data:`visit.limits.JOBS`; each an int or a function returning one, read at every submit);
 - **one-line errors**: a :class:`VisitError` raised by a job becomes ``job.error`` with its message (what the
   user can fix); anything else becomes ``"internal error: Type: message"`` and is logged with its traceback;
 - **results per session**: the last finished result of each kind is kept per session
@@ -43,22 +46,23 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Union
 
 from visit.errors import VisitError
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("running", "done", "error", "cancelled")
+Cap = Optional[Union[int, Callable[[], int]]]  # a cap, a function reading one (e.g. a Limit's value), or none
 
 
 class Cancelled(Exception):
     """Raised inside a job (by ``progress``/``partial``/``check``) once the job was cancelled."""
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
-    """One submitted job. The runner updates it in place: read its fields to follow it."""
+    """One submitted job. The runner updates it in place: read its fields to follow it (compared by identity)."""
 
     id: int
     session_id: str
@@ -94,8 +98,9 @@ class Job:
 class JobContext:
     """What a job function gets: report progress and partial results, notice cancellation."""
 
-    def __init__(self, job: Job):
+    def __init__(self, job: Job, lock: threading.Lock | None = None):
         self._job = job
+        self._lock = lock or threading.Lock()  # the runner's: a cancel's note is never overwritten
 
     @property
     def cancelled(self) -> bool:
@@ -108,23 +113,28 @@ class JobContext:
 
     def progress(self, done: int, total: int, note: str = "") -> None:
         """``done`` of ``total`` steps (``note`` says what is going on); raises :class:`Cancelled`."""
-        self.check()
         job = self._job
-        job.done, job.total, job.note = int(done), int(total), str(note)
+        with self._lock:
+            self.check()
+            job.done, job.total, job.note = int(done), int(total), str(note)
 
     def partial(self, value) -> None:
         """A progressive result (the page renders it while the job runs); raises :class:`Cancelled`."""
-        self.check()
-        self._job.partial = value
-        self._job.partial_count += 1
+        with self._lock:
+            self.check()
+            self._job.partial = value
+            self._job.partial_count += 1
 
 
 class JobRunner:
     """Runs panel jobs on daemon threads, one running job per session, ``max_workers`` at a time."""
 
-    def __init__(self, max_workers: int = 2, max_sessions: int = 64):
+    def __init__(self, max_workers: int = 2, max_sessions: int = 64, *, max_jobs: Cap = None,
+                 max_per_session: Cap = None):
         self.max_workers = max(1, int(max_workers))
         self.max_sessions = max(1, int(max_sessions))
+        self.max_jobs, self.max_per_session = max_jobs, max_per_session
+        self._live: set[Job] = set()  # jobs whose thread has not stopped yet (queued, running or stopping)
         self._slots = threading.Semaphore(self.max_workers)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -138,12 +148,14 @@ class JobRunner:
         with self._lock:
             entry = self._entry(session_id)
             current = entry["running"]
+            if current is not None and current.running and not replace:
+                raise VisitError(f"a {current.kind} job is still running in this session "
+                                 f"({current.progress_text() or 'starting'}); cancel it first")
+            self._check_caps(session_id)
             if current is not None and current.running:
-                if not replace:
-                    raise VisitError(f"a {current.kind} job is still running in this session "
-                                     f"({current.progress_text() or 'starting'}); cancel it first")
                 self._cancel(current, f"replaced by {kind}")
             job = Job(next(self._ids), session_id, kind, note="queued")
+            self._live.add(job)
             entry["running"] = job
             entry["latest"][kind] = job
             entry["last"] = job
@@ -205,6 +217,15 @@ class JobRunner:
             self._sessions.move_to_end(session_id)
         return entry
 
+    def _check_caps(self, session_id: str) -> None:  # lock held
+        cap = _cap(self.max_per_session)
+        if cap is not None and sum(j.session_id == session_id for j in self._live) >= cap:
+            raise VisitError(f"this session's earlier jobs are still stopping (at most {cap} at a time); "
+                             "try again in a moment")
+        cap = _cap(self.max_jobs)
+        if cap is not None and len(self._live) >= cap:
+            raise VisitError(f"the server is busy with {len(self._live)} jobs (at most {cap}); try again later")
+
     @staticmethod
     def _cancel(job: Job, note: str) -> None:  # lock held
         job._cancel.set()
@@ -229,11 +250,13 @@ class JobRunner:
                     job.note = ""
                     self._call(job, fn)
         finally:
+            with self._lock:
+                self._live.discard(job)
             job._ended.set()
 
     def _call(self, job: Job, fn: Callable[[JobContext], Any]) -> None:
         try:
-            result = fn(JobContext(job))
+            result = fn(JobContext(job, self._lock))
         except Cancelled:
             self._finish(job, "cancelled")
         except VisitError as exc:
@@ -243,6 +266,10 @@ class JobRunner:
             self._finish(job, "error", error=one_line(f"internal error: {type(exc).__name__}: {exc}"))
         else:
             self._finish(job, "cancelled" if job._cancel.is_set() else "done", result=result)
+
+
+def _cap(cap: Cap) -> int | None:
+    return cap() if callable(cap) else cap
 
 
 def one_line(text: str) -> str:

@@ -8,19 +8,16 @@ only read.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 
 from dash import dash_table, dcc, html
 
+from visit import limits
 from visit.analyses.figures import Table
 from visit.errors import VisitError
 from visit.ui.panels import PANEL_GRAPH_CONFIG
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
-
-log = logging.getLogger(__name__)
-
 
 SMALL_TABLE = 30  # rows; longer tables become a paged DataTable (thousands of html.Td are slow to render)
 
@@ -151,11 +148,10 @@ def register_study_callbacks(app, prefix: str, studies, ctx, render):
         analysis = ctx.analysis(session_id)
         if analysis is None:
             raise VisitError("trace a prompt first (the study uses the same model)")
-        try:
-            limit = int(limit) if limit not in (None, "") else None
-        except (TypeError, ValueError):
-            raise VisitError("the number of prompts must be a whole number") from None
-        if limit is not None and limit < 1:
+        # blank: as many as the server allows (the shipped set is shorter than the default cap)
+        limit = (limits.STUDY_PROMPTS.value() if limit in (None, "")
+                 else limits.STUDY_PROMPTS.check(limit, "the number of prompts"))
+        if limit < 1:
             raise VisitError("the number of prompts must be at least 1")
         return study_job(analysis.trace.vm, studies, limit, keep_correct=bool(correct))
 

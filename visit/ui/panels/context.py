@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from visit import limits
 from visit.models import VisitModel
 from visit.ui.jobs import JobRunner
 from visit.ui.model_registry import ModelRegistry
@@ -46,10 +47,12 @@ class PanelContext:
     def create(cls, *, model: VisitModel | None = None, loader=None, model_name: str = "default",
                max_sessions: int = 32, analyze: Callable | None = None, max_workers: int = 2) -> "PanelContext":
         """A context with fresh parts (what ``create_app`` uses; tests build one for a tiny model).
-        Sessions the store drops are dropped from the job runner too."""
+        Sessions the store drops are dropped from the job runner too; the runner refuses jobs beyond the
+        server's caps (:data:`visit.limits.JOBS_PER_SESSION`, :data:`visit.limits.JOBS`)."""
         if analyze is None:
             from visit.pipeline import analyze
-        jobs = JobRunner(max_workers=max_workers, max_sessions=max(64, 2 * max_sessions))
+        jobs = JobRunner(max_workers=max_workers, max_sessions=max(64, 2 * max_sessions),
+                         max_jobs=limits.JOBS.value, max_per_session=limits.JOBS_PER_SESSION.value)
         sessions = SessionStore(max_sessions, on_drop=jobs.drop)
         registry = ModelRegistry(loader=loader, preloaded=model, default_name=model_name)
         return cls(sessions=sessions, jobs=jobs, registry=registry, analyze=analyze)
