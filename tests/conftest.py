@@ -79,3 +79,21 @@ def tiny_factory(tokenizer):
 def default_model():
     """The real embedded default model (SmolLM2-135M-Instruct), loaded once per test session."""
     return load_model()
+
+
+@pytest.fixture(scope="session")
+def downloads(tmp_path_factory):
+    """Where the shared browser saves downloads."""
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="session")
+def browser(downloads):
+    """One headless Chromium for the whole test session (tests/browser_support.py); skips without it."""
+    import browser_support
+
+    if not browser_support.available():
+        pytest.skip("headless chromium + chromedriver are not installed")
+    driver = browser_support.make_driver(downloads)
+    yield driver
+    driver.quit()

@@ -1,0 +1,113 @@
+"""What browser tests share: an app server in a thread, one headless Chromium, and page helpers.
+
+The ``browser`` and ``downloads`` fixtures (tests/conftest.py) are session-scoped: one Chromium serves
+every browser test module that does not define its own. Chromium + chromedriver come from Debian
+(``scripts/setup.sh --dev``); ``available()`` is False without them and the fixtures skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+CHROMIUM = os.environ.get("VISIT_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("VISIT_CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
+WAIT = 60  # seconds; tracing on a busy 2-core machine can be slow
+CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+               "--enable-unsafe-swiftshader", "--window-size=1500,1000")
+
+
+def available() -> bool:
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A Dash app (or any WSGI app) served by werkzeug in a thread of this process, on loopback."""
+
+    def __init__(self, app):
+        from werkzeug.serving import make_server
+
+        self.app = app
+        wsgi = getattr(app, "server", app)
+        self.httpd = make_server("127.0.0.1", 0, wsgi, threaded=True)
+        self.port = self.httpd.server_port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def make_driver(downloads: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in CHROME_ARGS:
+        options.add_argument(arg)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    return driver
+
+
+def wait(driver, condition, timeout=WAIT, what="condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def severe_errors(driver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def open_page(driver, server, path: str = ""):
+    from selenium.webdriver.common.by import By
+
+    from visit.ui import ids
+
+    driver.get(server.url + path)
+    wait(driver, lambda d: d.find_elements(By.ID, ids.PROMPT), what="the prompt box")
+    severe_errors(driver)  # drain the log
+
+
+def session_id(driver) -> str:
+    from visit.ui import ids
+
+    return driver.execute_script("return JSON.parse(window.sessionStorage.getItem('%s'))" % ids.SESSION)
+
+
+def set_input(driver, element_id: str, value: str) -> str:
+    """Put ``value`` into a text box the way typing does for React (any characters, even ones a keyboard
+    cannot type); returns what the box holds afterwards (browsers strip line breaks from one-line inputs)."""
+    return driver.execute_script("""
+        const el = document.getElementById(arguments[0]);
+        const setter = Object.getOwnPropertyDescriptor(window.HTMLInputElement.prototype, 'value').set;
+        setter.call(el, arguments[1]);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        return el.value;""", element_id, value)
+
+
+def count_alerts(driver) -> int:
+    """Install (once per page) a counter behind alert/confirm/prompt; returns the count so far."""
+    return driver.execute_script("""
+        if (window.__alerts === undefined) {
+            window.__alerts = 0;
+            for (const f of ['alert', 'confirm', 'prompt']) window[f] = () => { window.__alerts += 1; };
+        }
+        return window.__alerts;""")
