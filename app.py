@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 
+from visit import limits
 from visit.errors import VisitError
 from visit.ui import create_app
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     except VisitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(model=model, model_name=args.model)
+    app = create_app(model=model, model_name=args.model, max_sessions=limits.SESSIONS.value())
     app.visit_registry.policy = policy
     access.protect(app, args.host, args.port, token=token)
     print(f"visit: serving {model.name} on http://{args.host}:{args.port}", flush=True)

@@ -144,7 +144,8 @@ def register(app, registry, sessions, analyze):
         if not n_clicks:
             return no_update, no_update
         if analysis is None:
-            return no_update, views.messages(errors=["nothing to export yet: trace a prompt first"])
+            return no_update, views.messages(errors=[sessions.notice(session_id)
+                                                     or "nothing to export yet: trace a prompt first"])
         from visit.pipeline import export_html
 
         try:

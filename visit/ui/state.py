@@ -3,6 +3,12 @@
 Each browser tab holds only a session id (``dcc.Store(storage_type="session")``); what it traced lives
 here, in a bounded LRU, never in per-user globals. Dash serves callbacks from several threads, so every
 access goes through one lock.
+
+Memory is bounded twice: by the number of sessions (``max_sessions``, :data:`visit.limits.SESSIONS`) and
+by the bytes their analyses hold (``max_bytes``, :data:`visit.limits.SESSION_BYTES`, measured by
+:mod:`visit.ui.budget` whenever a session's ``analysis`` is set). Over the byte budget the oldest
+analyses are dropped first (never the one just set); such a session keeps its request, so a re-draw
+recomputes it, and :meth:`SessionStore.notice` tells it why its analysis is gone.
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from visit.errors import VisitError
+from visit.ui.budget import ByteBudget, analysis_nbytes
 from visit.ui.view import ViewMemory
 
 # GraphSettings fields panels set (the controls own the others, but panels may change those too)
 MARK_FIELDS = ("include", "highlight", "flagged_neurons")
+DROPPED_NOTE = ("your last analysis was dropped to free memory on this shared server "
+                "(the oldest go first): trace again to recompute it")
 
 
 @dataclass
@@ -40,16 +49,30 @@ class SessionState:
     version: int = 0  # bumped with every new analysis
     view: ViewMemory = field(default_factory=ViewMemory)  # the user's zoom/pan on the graph
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one trace at a time per session
+    analysis_bytes: int = 0  # what the byte budget counts for this session's analysis
+    dropped_note: str | None = None  # set when the budget dropped this session's analysis
+    session_id: str | None = field(default=None, repr=False)
+    store: Any = field(default=None, repr=False, compare=False)  # the SessionStore that accounts its bytes
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+        if name == "analysis":
+            store = self.__dict__.get("store")
+            if store is not None:
+                store._account(self, value)
 
 
 class SessionStore:
     """Bounded LRU of :class:`SessionState` keyed by session id (oldest sessions are dropped)."""
 
-    def __init__(self, max_sessions: int = 32, on_drop: Callable[[str], None] | None = None):
+    def __init__(self, max_sessions: int = 32, on_drop: Callable[[str], None] | None = None,
+                 max_bytes: int | None = None):
         """``on_drop(session_id)`` is called for every session the LRU drops (the app's job runner
-        forgets the session's jobs and results then)."""
+        forgets the session's jobs and results then). ``max_bytes``: the analyses' byte budget
+        (None: :data:`visit.limits.SESSION_BYTES`, read on every new analysis)."""
         self.max_sessions = max_sessions
         self.on_drop = on_drop
+        self.budget = ByteBudget(max_bytes)
         self._sessions: OrderedDict[str, SessionState] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -61,9 +84,10 @@ class SessionStore:
         with self._lock:
             state = self._sessions.get(session_id)
             if state is None:
-                state = self._sessions[session_id] = SessionState()
+                state = self._sessions[session_id] = SessionState(session_id=session_id, store=self)
                 while len(self._sessions) > self.max_sessions:
                     dropped.append(self._sessions.popitem(last=False)[0])
+                    self.budget.remove(dropped[-1])
             else:
                 self._sessions.move_to_end(session_id)
         for old in dropped if self.on_drop is not None else ():
@@ -77,6 +101,37 @@ class SessionStore:
         with self._lock:
             state = self._sessions.get(session_id)
             return None if state is None else state.analysis
+
+    def notice(self, session_id: str | None) -> str | None:
+        """Why the session has no analysis although it traced (the byte budget dropped it), or None."""
+        with self._lock:
+            state = self._sessions.get(session_id) if session_id else None
+            return None if state is None or state.analysis is not None else state.dropped_note
+
+    def total_bytes(self) -> int:
+        """Bytes of all kept analyses, as the budget counts them."""
+        return self.budget.total()
+
+    def _account(self, state: SessionState, analysis) -> None:
+        """Called when ``state.analysis`` is set: measure it, then drop the oldest analyses over budget."""
+        nbytes = analysis_nbytes(analysis) if analysis is not None else 0
+        with self._lock:
+            if state.analysis is not analysis or self._sessions.get(state.session_id) is not state:
+                return  # replaced meanwhile (its own call accounts the newer one), or the session is gone
+            object.__setattr__(state, "analysis_bytes", nbytes)
+            object.__setattr__(state, "dropped_note", None)
+            object.__setattr__(state, "_accounted", analysis)
+            if analysis is None:
+                self.budget.remove(state.session_id)
+                return
+            for victim_id in self.budget.add(state.session_id, nbytes):
+                victim = self._sessions.get(victim_id)
+                if victim is not None and victim.analysis is not None and \
+                        victim.analysis is victim.__dict__.get("_accounted"):  # not a newer one in flight
+                    object.__setattr__(victim, "analysis", None)
+                    object.__setattr__(victim, "_accounted", None)
+                    object.__setattr__(victim, "analysis_bytes", 0)
+                    object.__setattr__(victim, "dropped_note", DROPPED_NOTE)
 
     def __len__(self) -> int:
         with self._lock:
