@@ -43,6 +43,8 @@ class Analysis:
     norm_inputs: dict[str, str] = field(default_factory=dict, repr=False)  # norm node -> its input node
     lens: LogitLens | None = field(default=None, repr=False)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    # results that panels computed for this analysis (e.g. "causal_trace": CausalTrace); report sections read them
+    extras: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
     def vm(self):

@@ -1,10 +1,10 @@
 """Prompt sets: factual prompts with their expected next token, read from TSV or JSONL.
 
-TSV: one case a line, ``prompt<TAB>target[<TAB>relation]``; blank lines and lines starting with ``#``
-are skipped. The target keeps its leading space (``" Oslo"``); a target written without one is
+TSV: one case a line, ``prompt<TAB>target[<TAB>relation[<TAB>subject]]``; blank lines and lines starting with
+``#`` are skipped. The subject (the text causal tracing corrupts) must occur in the prompt. The target keeps its leading space (``" Oslo"``); a target written without one is
 taken as the next word, as :func:`visit.tokens.resolve_target` does.
 
-JSONL: one object a line with ``"prompt"`` and ``"target"`` (and optionally ``"relation"``).
+JSONL: one object a line with ``"prompt"`` and ``"target"`` (optionally ``"relation"`` and ``"subject"``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class PromptCase:
     prompt: str
     target: str
     relation: str | None = None
+    subject: str | None = None
 
 
 def default_prompt_file() -> Path:
@@ -61,11 +62,12 @@ def _parse_tsv(text: str, path: Path) -> list[PromptCase]:
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.rstrip("\r\n").split("\t")
-        if len(fields) not in (2, 3):
-            raise VisitError(f"{path}:{number}: expected 'prompt<TAB>target[<TAB>relation]', "
+        if len(fields) not in (2, 3, 4):
+            raise VisitError(f"{path}:{number}: expected 'prompt<TAB>target[<TAB>relation[<TAB>subject]]', "
                              f"got {len(fields)} tab-separated field(s)")
-        relation = fields[2].strip() if len(fields) == 3 and fields[2].strip() else None
-        cases.append(_case(fields[0], fields[1], relation, path, number))
+        relation = fields[2].strip() if len(fields) >= 3 and fields[2].strip() else None
+        subject = fields[3].strip() if len(fields) == 4 and fields[3].strip() else None
+        cases.append(_case(fields[0], fields[1], relation, path, number, subject))
     return cases
 
 
@@ -80,15 +82,17 @@ def _parse_jsonl(text: str, path: Path) -> list[PromptCase]:
             raise VisitError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or "prompt" not in record or "target" not in record:
             raise VisitError(f"{path}:{number}: expected an object with 'prompt' and 'target'")
-        relation = record.get("relation")
-        cases.append(_case(record["prompt"], record["target"],
-                           str(relation) if relation is not None else None, path, number))
+        relation, subject = record.get("relation"), record.get("subject")
+        cases.append(_case(record["prompt"], record["target"], str(relation) if relation is not None else None,
+                           path, number, str(subject) if subject is not None else None))
     return cases
 
 
-def _case(prompt, target, relation, path: Path, number: int) -> PromptCase:
+def _case(prompt, target, relation, path: Path, number: int, subject: str | None = None) -> PromptCase:
     if not isinstance(prompt, str) or not prompt.strip():
         raise VisitError(f"{path}:{number}: the prompt is empty")
     if not isinstance(target, str) or not target.strip():
         raise VisitError(f"{path}:{number}: the target is empty")
-    return PromptCase(prompt=prompt.rstrip(), target=target, relation=relation)
+    if subject is not None and subject not in prompt:
+        raise VisitError(f"{path}:{number}: the subject '{subject}' does not occur in the prompt")
+    return PromptCase(prompt=prompt.rstrip(), target=target, relation=relation, subject=subject)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 REPORT_SECTION_PROVIDERS: tuple[str, ...] = (
     "visit.analyses.report:report_sections",
     "visit.attribution.report:report_sections",
+    "visit.localization.report:report_sections",
 )
 
 
@@ -120,7 +121,12 @@ def render_report(analysis) -> str:
         if section.html:
             body += section.html
         parts.append((escape(section.title), body))
-    body = "\n".join(f"<section><h2>{title}</h2>\n{html}\n</section>" for title, html in parts)
-    title = escape(f"visit: {analysis.trace.prompt}")
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
-            f"<style>{STYLE}</style></head><body><h1>visit flow graph</h1>\n{body}\n</body></html>\n")
+    return standalone_page(f"visit: {analysis.trace.prompt}", "visit flow graph", parts)
+
+
+def standalone_page(title: str, heading: str, parts: list[tuple[str, str]]) -> str:
+    """One offline HTML document: ``parts`` are ``(escaped title, trusted html)`` sections; ``title`` and
+    ``heading`` are plain text (escaped here). The first figure in it must inline plotly.js."""
+    body = "\n".join(f"<section><h2>{t}</h2>\n{html}\n</section>" for t, html in parts)
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><h1>{escape(heading)}</h1>\n{body}\n</body></html>\n")
