@@ -22,6 +22,7 @@ REPORT_SECTION_PROVIDERS: tuple[str, ...] = (
     "visit.analyses.report:report_sections",
     "visit.attribution.report:report_sections",
     "visit.localization.report:report_sections",
+    "visit.localization.kn_report:report_sections",
 )
 
 

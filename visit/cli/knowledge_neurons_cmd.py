@@ -70,15 +70,14 @@ def histogram_text(counts: list[int], width: int = 30) -> str:
 
 
 def format_fact(vm, kn, top: int) -> str:
-    from visit.localization.knowledge_neurons import static_tokens
-
     lines = [f"target '{display_token(kn.target.token)}' (id {kn.target.id}); "
              f"{len(kn.prompts)} prompt(s), m = {kn.steps}, t = {kn.threshold}, p = {kn.share}"]
     for text, prob, c in zip(kn.prompts, kn.probs, kn.coarse):
         lines.append(f"  p = {prob:.4f}  coarse {len(c):>3}  {text}")
     lines.append(f"refined knowledge neurons: {len(kn.refined)}")
     shown = kn.refined[:top]
-    for n, toks in zip(shown, static_tokens(vm, shown)):
+    for n in shown:
+        toks = kn.tokens.get(n.key, [])
         share = kn.shares.get(n.key, 1.0)
         lines.append(f"  {_neuron(n):<12}{n.score:>10.5f}  {share:>4.0%}  "
                      + ", ".join(display_token(t) for t in toks))

@@ -42,6 +42,7 @@ __all__ = ["NeuronScore", "KnowledgeNeurons", "integrated_gradients", "knowledge
            "manipulate", "manipulation_writes", "compare_with_logprob", "static_tokens", "one_token_target", "default_unrelated"]
 
 N_UNRELATED = 8  # unrelated facts taken from the shipped prompt set by default
+N_TOKENS = 100  # refined neurons whose static lens tokens are computed
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ class KnowledgeNeurons:
     attributions: list[torch.Tensor] = field(default_factory=list, repr=False)
     comparison: dict | None = None
     notes: list[str] = field(default_factory=list)
+    tokens: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # refined -> static lens top tokens
 
     def layer_histogram(self, neurons: Sequence[NeuronScore] | None = None) -> list[int]:
         """How many of ``neurons`` (default the refined set) sit in each layer: ``[n_layers]``."""
@@ -105,7 +107,8 @@ class KnowledgeNeurons:
             "probs": list(self.probs),
             "coarse": scores(self.coarse[0]) if self.coarse else [],
             "coarse_per_prompt": [scores(c) for c in self.coarse],
-            "refined": [{**n.as_dict(), "share": self.shares.get(n.key, 1.0)} for n in self.refined],
+            "refined": [{**n.as_dict(), "share": self.shares.get(n.key, 1.0), "top_tokens": self.tokens.get(n.key, [])}
+                        for n in self.refined],
             "layer_histogram": self.layer_histogram(),
             "suppress": self.suppress, "enhance": self.enhance,
             "comparison": self.comparison, "notes": list(self.notes),
@@ -268,10 +271,11 @@ def compare_with_logprob(vm, prompt: str, target_id: int, neurons: Sequence[Neur
             "in_top_100": len(kn & set(ranked[:100])), "histogram": hist}
 
 
-def knowledge_neurons(vm, prompt: str, target: str | None, paraphrases: Sequence[str] = (), steps: int = 20,
+def knowledge_neurons(vm, prompt: str, target: str | Target | None, paraphrases: Sequence[str] = (), steps: int = 20,
                       threshold: float = 0.3, share: float = 0.5, unrelated=None,
                       progress: Progress | None = None, compare: bool = True) -> KnowledgeNeurons:
-    """The knowledge neurons of the fact ``prompt`` -> ``target`` (``None``: the model's top prediction).
+    """The knowledge neurons of the fact ``prompt`` -> ``target`` (typed text that must be one token, a
+    :class:`~visit.tokens.Target` such as an analysis's, or ``None``: the model's top prediction).
 
     ``paraphrases``: other prompts of the same fact (the refined set needs them); ``unrelated``: prompts of
     other facts for the suppress/enhance check (strings, ``(prompt, target)`` pairs or ``PromptCase``; default
@@ -290,6 +294,8 @@ def knowledge_neurons(vm, prompt: str, target: str | None, paraphrases: Sequence
         ids, p = encode(vm, prompt, None)
         logits, _ = hooks.run(vm, ids)
         tgt = target_from_id(vm.tokenizer, int(logits[0, p].argmax()))
+    elif isinstance(target, Target):
+        tgt = target_from_id(vm.tokenizer, target.id)
     else:
         tgt = one_token_target(vm.tokenizer, target)
     for text in prompts:  # every prompt's length is checked before any long work starts
@@ -326,6 +332,7 @@ def knowledge_neurons(vm, prompt: str, target: str | None, paraphrases: Sequence
     if not refined:
         kn.notes.append("no neuron is in the coarse sets of more than "
                         f"{share:.0%} of the prompts: nothing to suppress or enhance")
+    kn.tokens = {n.key: toks for n, toks in zip(refined[:N_TOKENS], static_tokens(vm, refined[:N_TOKENS]))}
     if compare:
         kn.comparison = compare_with_logprob(vm, prompt, tgt.id, refined or coarse[0])
     return kn

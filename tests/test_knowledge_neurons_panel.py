@@ -1,0 +1,59 @@
+"""The knowledge-neurons panel without a browser: input checks, the job, its rendering, the graph request,
+the report section (every prompt and token escaped)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dash_helpers import texts
+from visit.errors import VisitError
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def app_and_analysis(tiny_factory):
+    from visit.pipeline import analyze
+    from visit.ui import create_app
+
+    app = create_app(model=tiny_factory("llama"), panels=["visit.ui.panels.details",
+                                                          "visit.ui.panels.knowledge_neurons"])
+    return app, analyze(app.visit_registry.get(), "The capital of France is")
+
+
+def test_inputs_are_checked_before_any_work(app_and_analysis):
+    from visit.ui.panels.knowledge_neurons import make_job
+
+    _, analysis = app_and_analysis
+    with pytest.raises(VisitError, match="trace a prompt first"):
+        make_job(None, "", 20, 0.3, 0.5)
+    with pytest.raises(VisitError, match="at most 64"):
+        make_job(analysis, "", 65, 0.3, 0.5)
+    with pytest.raises(VisitError, match="between 0 and 1"):
+        make_job(analysis, "", 20, 1.5, 0.5)
+    with pytest.raises(VisitError, match="at most"):
+        make_job(analysis, "x" * 30_000, 20, 0.3, 0.5)
+
+
+def test_job_result_render_graph_request_and_report(app_and_analysis):
+    from visit.report import render_report
+    from visit.ui.panels.knowledge_neurons import KIND, make_job, render
+    from visit.ui.state import decode_graph_request, request_graph_update
+
+    app, analysis = app_and_analysis
+    app.visit_context.state("s").analysis = analysis
+    runner = app.visit_jobs
+    job = runner.wait(runner.submit("s", KIND, make_job(analysis, f"France's capital is\n{HOSTILE}", 3, 0.3, 0.5)),
+                      120)
+    assert job.status == "done", job.error
+    kn = runner.result("s", KIND)
+    assert analysis.extras["knowledge_neurons"] is kn and kn.prompts[2] == HOSTILE
+    assert job.total > 0 and job.done == job.total
+    shown = texts(render(kn, True))
+    assert any("suppress" in t for t in shown)
+    assert all(n.node in shown for n in kn.refined[:60])
+    if kn.refined:
+        changes = decode_graph_request(request_graph_update("s", include=(kn.refined[0].node,)))
+        assert kn.refined[0].node in changes["include"]
+    page = render_report(analysis)
+    assert "Knowledge neurons" in page and HOSTILE not in page and "&lt;img src=x" in page
