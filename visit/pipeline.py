@@ -55,6 +55,21 @@ class Analysis:
         return self.trace.prompt
 
 
+def check_finite(tr: Trace) -> None:
+    """Raise :class:`VisitError` naming the first traced value (in forward order) holding NaN or inf.
+
+    A model whose forward pass overflows (fp16 weights, a broken checkpoint) would otherwise fail deep in
+    ranking code with an unrelated message, or draw a graph of garbage."""
+    for name, value in tr.values.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        if bool(torch.isfinite(value.sum())) or bool(torch.isfinite(value).all()):  # a sum is 20x cheaper
+            continue
+        kind = "NaN" if bool(torch.isnan(value).any()) else "infinite values"
+        raise VisitError(f"the forward pass produced {kind} at {name}: this model's outputs cannot be "
+                         f"analysed (a broken checkpoint, or a dtype too narrow: try --dtype float32)")
+
+
 def pick_target(vm, target_text: str | None, top: list[dict], target_id: int | None = None) -> Target:
     """A target given by id, a typed target, or (neither) the model's top prediction."""
     if target_id is not None:
@@ -71,6 +86,7 @@ def analyze(vm, prompt: str, target_text: str | None = None, position: int | Non
     settings = (settings or GraphSettings()).validated(vm.dims.n_layers)
     t0 = time.perf_counter()
     tr = run_trace(vm, prompt, position)
+    check_finite(tr)
     t1 = time.perf_counter()
     top = top_predictions(tr, 10)
     target = pick_target(vm, target_text, top, target_id)
