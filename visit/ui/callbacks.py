@@ -11,9 +11,10 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from visit import limits
 from visit.errors import VisitError
 from visit.ui import ids, views
+from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request
 from visit.ui.model_registry import describe
-from visit.ui.state import MARK_FIELDS, decode_graph_request
+from visit.ui.state import MARK_FIELDS, REQUEST_FIELDS, decode_graph_request
 from visit.ui.view import INITIAL_LAYERS, apply_ranges, initial_ranges
 
 log = logging.getLogger(__name__)
@@ -68,18 +69,27 @@ def unchanged() -> dict:
 
 def register(app, registry, sessions, analyze):
     """``analyze`` is :func:`visit.pipeline.analyze` (injected so the wiring stays testable)."""
+    queue = app.visit_queue = trace_queue.TraceQueue()  # traces take turns; the page shows its place
+    trace_queue.register(app, queue)
 
     @app.callback(output=OUTPUTS, inputs=dict(triggers=TRIGGERS, controls=CONTROLS), prevent_initial_call=True,
                   running=[(Output(ids.TRACE, "disabled"), True, False),
                            (Output(ids.TRACE, "children"), "Tracing…", "Trace"),
-                           (Output(ids.PROGRESS, "className"), "progress progress-active", "progress")])
+                           (Output(ids.PROGRESS, "className"), "progress progress-active", "progress"),
+                           *trace_queue.running_outputs()])
     def on_trace(triggers, controls):
         trigger = ctx.triggered_id
         if isinstance(trigger, dict) and (not ctx.triggered or not ctx.triggered[0]["value"]):
             return unchanged()  # new chips or tokens were drawn, nobody clicked one
         state = sessions.get(controls["session_id"])
         with state.lock:  # a second Enter waits for the first trace instead of interleaving with it
-            return trace_for(trigger, triggers, controls, state)
+            try:
+                with queue.turn(controls["session_id"]):
+                    return trace_for(trigger, triggers, controls, state)
+            except VisitError as exc:  # the queue is full
+                out = unchanged()
+                out["message"] = views.messages(errors=[str(exc)])
+                return out
 
     def trace_for(trigger, triggers, controls, state) -> dict:
         out, chip_id, target = unchanged(), None, None
@@ -96,7 +106,8 @@ def register(app, registry, sessions, analyze):
                 changes = decode_graph_request(triggers["graph_request"])
                 if not changes or state.request is None:
                     return unchanged()
-                request = replace(state.request, settings=replace(state.request.settings, **changes))
+                moved = {k: changes.pop(k) for k in REQUEST_FIELDS if k in changes}
+                request = replace(state.request, settings=replace(state.request.settings, **changes), **moved)
                 limits.check_graph_settings(request.settings)  # panels' requests are capped too
                 state.marks.update({k: v for k, v in changes.items() if k in MARK_FIELDS})
             else:

@@ -20,9 +20,12 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from visit.errors import VisitError
+from visit.graph.settings import GraphSettings
 from visit.ui.budget import ByteBudget, analysis_nbytes
 from visit.ui.view import ViewMemory
 
+# TraceRequest fields a panel's graph request may change besides GraphSettings fields
+REQUEST_FIELDS = ("position",)
 # GraphSettings fields panels set (the controls own the others, but panels may change those too)
 MARK_FIELDS = ("include", "highlight", "flagged_neurons")
 DROPPED_NOTE = ("your last analysis was dropped to free memory on this shared server "
@@ -150,13 +153,14 @@ def request_graph_update(session_id: str | None = None, /, **settings_changes) -
     """The payload a panel writes to the ``ids.GRAPH_REQUEST`` store to re-draw the graph.
 
     ``settings_changes`` are GraphSettings fields (e.g. ``highlight=("L3.H2",)``, ``include=(...)``,
-    ``flagged_neurons={(5, 17): "regularization"}``, ``layer_start=20``). The app re-runs the session's
-    last analysis with them; ``include``/``highlight``/``flagged_neurons`` then stay until the user
+    ``flagged_neurons={(5, 17): "regularization"}``, ``layer_start=20``), or ``position`` (the token whose
+    prediction the graph shows, e.g. a causal-trace cell's token). The app re-runs the session's last
+    analysis with them; ``include``/``highlight``/``flagged_neurons`` then stay until the user
     clears them. The payload is plain JSON (tuple keys are encoded), with a nonce so that repeating
     a request still triggers.
     """
-    known = _settings_field_names()
-    unknown = sorted(set(settings_changes) - known) if known else []
+    known = _settings_field_names() | set(REQUEST_FIELDS)
+    unknown = sorted(set(settings_changes) - known)
     if unknown:
         raise ValueError(f"unknown GraphSettings fields: {', '.join(unknown)}")
     encoded = {}
@@ -173,10 +177,10 @@ def decode_graph_request(payload: dict | None) -> dict:
     """The settings changes of a :func:`request_graph_update` payload, with Python types restored."""
     if not payload or not isinstance(payload.get("changes"), dict):
         return {}
-    known = _settings_field_names()
+    known = _settings_field_names() | set(REQUEST_FIELDS)
     changes = {}
     for name, value in payload["changes"].items():
-        if known and name not in known:
+        if name not in known:
             raise VisitError(f"a panel asked for an unknown graph setting '{name}'")
         if name == "flagged_neurons":
             value = {(int(l), int(n)): str(label) for l, n, label in (value or [])}
@@ -187,8 +191,4 @@ def decode_graph_request(payload: dict | None) -> dict:
 
 
 def _settings_field_names() -> set[str]:
-    try:
-        from visit.graph.settings import GraphSettings
-    except ImportError:
-        return set()
     return {f.name for f in fields(GraphSettings)}

@@ -80,6 +80,7 @@ PANELS: tuple[str, ...] = (
     "visit.ui.panels.alignment",
     "visit.ui.panels.regularization",
     "visit.ui.panels.attribution",
+    "visit.ui.panels.causal_trace",
     "visit.ui.panels.knowledge_neurons",
 )
 
