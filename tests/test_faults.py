@@ -147,7 +147,16 @@ def test_client_disconnects_mid_trace(served):
     assert client.page().startswith(b"<!DOCTYPE html>")
     waiting = threading.Thread(target=lambda: healthy(server, client, b, "Waiting for the model"))
     waiting.start()
-    time.sleep(0.5)
+    from visit.ui import queue as trace_queue
+
+    poll = {f"{ids.SESSION}.data": b, f"{trace_queue.POLL}.n_intervals": 1}
+    deadline = time.time() + 30  # the waiting session's page says where it stands
+    while time.time() < deadline and "ahead of yours" not in str(client.call(f"{trace_queue.STATUS}.children",
+                                                                          f"{trace_queue.POLL}.n_intervals", poll)):
+        time.sleep(0.1)
+    status = client.call(f"{trace_queue.STATUS}.children", f"{trace_queue.POLL}.n_intervals", poll)
+    assert status[f"{trace_queue.STATUS}.children"] == ("waiting for the model: 1 trace ahead of yours "
+                                                        "(position 1 in the queue)")
     faults.release.set()
     waiting.join(60)
     assert not waiting.is_alive()

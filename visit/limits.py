@@ -25,6 +25,8 @@ name                   environment variable         default  what it bounds
 ``TOP_N``              ``VISIT_MAX_TOP_N``            1000   rows a ranking / table may ask for
 ``JOBS_PER_SESSION``   ``VISIT_MAX_JOBS_PER_SESSION``    2   long jobs one session may have queued or running
 ``JOBS``               ``VISIT_MAX_JOBS``                8   long jobs the whole server queues or runs
+``TRACES``             ``VISIT_MAX_TRACES``              1   analyses computing at once (the rest queue, FIFO)
+``QUEUE``              ``VISIT_MAX_QUEUE``              64   traces waiting for their turn (more: "busy")
 ``SESSIONS``           ``VISIT_MAX_SESSIONS``           32   browser sessions kept (least recent dropped)
 ``SESSION_BYTES``      ``VISIT_MAX_SESSION_BYTES``   1 GiB   bytes of analyses kept for all sessions together
                                                              (oldest dropped first; see visit/ui/state.py)
@@ -105,11 +107,13 @@ STUDY_PROMPTS = Limit("STUDY_PROMPTS", "VISIT_MAX_STUDY_PROMPTS", 200, "prompts 
 TOP_N = Limit("TOP_N", "VISIT_MAX_TOP_N", 1000, "rows asked for")
 JOBS_PER_SESSION = Limit("JOBS_PER_SESSION", "VISIT_MAX_JOBS_PER_SESSION", 2, "jobs of one session")
 JOBS = Limit("JOBS", "VISIT_MAX_JOBS", 8, "jobs on this server")
+TRACES = Limit("TRACES", "VISIT_MAX_TRACES", 1, "analyses at once")
+QUEUE = Limit("QUEUE", "VISIT_MAX_QUEUE", 64, "traces waiting")
 SESSIONS = Limit("SESSIONS", "VISIT_MAX_SESSIONS", 32, "browser sessions kept")
 SESSION_BYTES = Limit("SESSION_BYTES", "VISIT_MAX_SESSION_BYTES", 1 << 30, "bytes of kept analyses")
 
 ALL: tuple[Limit, ...] = (PROMPT_CHARS, PROMPT_TOKENS, TARGET_CHARS, GRAPH_KNOB, GRAPH_MARKS, SAMPLES, STEPS,
-                          STUDY_PROMPTS, TOP_N, JOBS_PER_SESSION, JOBS, SESSIONS, SESSION_BYTES)
+                          STUDY_PROMPTS, TOP_N, JOBS_PER_SESSION, JOBS, TRACES, QUEUE, SESSIONS, SESSION_BYTES)
 
 # GraphSettings fields each bounded by GRAPH_KNOB (None means "all" for heads_per_layer: bounded by the model)
 KNOB_FIELDS = {"heads_per_layer": "heads per layer", "memory_per_head": "memory values per head",

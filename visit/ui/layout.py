@@ -5,6 +5,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from visit.ui import ids
+from visit.ui import queue as trace_queue
 from visit.ui.state import new_session_id
 
 PROMPT_PLACEHOLDER = "Type a prompt, e.g. The capital of France is"
@@ -95,6 +96,7 @@ def graph_area() -> html.Div:
                                     "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}}
     return html.Div([
         html.Div(html.Div(className="progress-bar"), id=ids.PROGRESS, className="progress"),
+        *trace_queue.components(),
         html.Div(id=ids.MESSAGE, className="messages"),
         html.Div([html.Div(id=ids.PROMPT_TOKENS, className="prompt-tokens"),
                   html.Div(id=ids.PREDICTIONS, className="predictions")], className="summary-row"),
