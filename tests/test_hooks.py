@@ -190,3 +190,16 @@ def test_resumed_rows_equal_full_passes(tiny_model):
                 full, _ = run(vm, ids[None], write=[add("hook_embed", 0.3, positions=[1, 2]),
                                                     add(name, deltas[layer], positions=t)])
                 torch.testing.assert_close(logits[layer], full[0, -1], atol=1e-4, rtol=0)
+
+
+def test_trace_and_analyze_accept_interventions(tiny_factory):
+    from visit.pipeline import analyze
+
+    vm = tiny_factory("gpt_neox", seed=2)
+    iv = [zero("blocks.1.hook_mlp_out", positions=[3, 4])]
+    tr = trace(vm, PROMPT, interventions=iv)
+    assert bool((tr["blocks.1.hook_mlp_out"][3:5] == 0).all()) and tr.interventions == tuple(iv)
+    full, _ = run(vm, _ids(vm), write=iv)
+    torch.testing.assert_close(tr["logits"], full[0], atol=1e-5, rtol=0)
+    a = analyze(vm, PROMPT, interventions=iv)
+    assert a.trace.interventions == tuple(iv) and a.top_predictions[0]["id"] == int(full[0, -1].argmax())

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Sequence
 
 import networkx as nx
 import plotly.graph_objects as go
@@ -19,6 +20,7 @@ import torch
 
 from visit.errors import VisitError
 from visit.graph import GraphSettings, build_graph
+from visit.hooks import Intervention
 from visit.lens import LogitLens
 from visit.render import graph_figure, layout, strip_figure
 from visit.summary import layer_summary, top_predictions
@@ -80,12 +82,16 @@ def pick_target(vm, target_text: str | None, top: list[dict], target_id: int | N
 
 
 def analyze(vm, prompt: str, target_text: str | None = None, position: int | None = None,
-            settings: GraphSettings | None = None, target_id: int | None = None) -> Analysis:
+            settings: GraphSettings | None = None, target_id: int | None = None,
+            interventions: Sequence[Intervention] = ()) -> Analysis:
     """Trace ``prompt`` and build its flow graph at ``position`` (default: the last token) for the
-    target (``target_id`` exactly, else ``target_text`` resolved, else the model's top prediction)."""
+    target (``target_id`` exactly, else ``target_text`` resolved, else the model's top prediction).
+
+    ``interventions`` (hook-layer writes, :mod:`visit.hooks`) change the traced pass: the graph then shows the
+    changed model (e.g. a head zeroed)."""
     settings = (settings or GraphSettings()).validated(vm.dims.n_layers)
     t0 = time.perf_counter()
-    tr = run_trace(vm, prompt, position)
+    tr = run_trace(vm, prompt, position, interventions)
     check_finite(tr)
     t1 = time.perf_counter()
     top = top_predictions(tr, 10)

@@ -85,7 +85,7 @@ class CausalTrace:
     def to_json(self) -> dict:
         return {"prompt": self.prompt, "tokens": self.tokens, "subject_range": list(self.subject_range),
                 "target": {"token": self.target.token, "id": self.target.id},
-                "p_clean": self.p_clean, "p_corrupted": self.p_corrupted,
+                "p_clean": self.p_clean, "p_corrupted": self.p_corrupted, "known": self.known,
                 "samples": self.samples, "noise": self.noise, "window": self.window,
                 "kinds": {k: np.round(v, 8).tolist() for k, v in self.kinds.items()}}
 
