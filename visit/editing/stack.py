@@ -1,0 +1,89 @@
+"""A session's edits, stacked in order: apply them for a block of work, revert any one or all, bit-exactly.
+
+The model keeps its original weights at rest. :meth:`EditStack.applied` adds the deltas of every edit, in order,
+from the saved originals (:func:`visit.hooks.params.weights_changed`) and copies the originals back when the block
+ends, also on an exception. So:
+
+- reverting an edit is removing it from the list: the next :meth:`applied` gives exactly the weights the other
+  edits give in their order (``torch.equal``, not ``W + d - d``);
+- with no block active the weights are the originals, so another session (another :class:`EditStack`, or none)
+  never sees these edits; the model lock is held for the whole block, so nobody else runs the model meanwhile.
+
+Edits are computed sequentially, as ROME's sequential editing does: :meth:`EditStack.edit` runs the editor with
+the earlier edits applied. Reverting an early edit keeps the later ones' deltas as they were computed.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+
+from visit.editing.edit import Edit, compute_edit
+from visit.editing.request import EditRequest
+from visit.errors import VisitError
+from visit.hooks import run, weights_changed
+
+
+class EditStack:
+    """An ordered list of :class:`Edit` for one session; nothing is applied outside :meth:`applied`."""
+
+    def __init__(self, edits: list[Edit] | None = None):
+        self.edits: list[Edit] = list(edits or [])
+
+    def __len__(self) -> int:
+        return len(self.edits)
+
+    def __iter__(self):
+        return iter(self.edits)
+
+    @contextmanager
+    def applied(self, vm) -> Iterator[None]:
+        """The model with every edit applied, in order, for the block (under the model lock)."""
+        with weights_changed(vm, [e.deltas for e in self.edits]):
+            yield
+
+    def push(self, vm, edit: Edit) -> Edit:
+        """Add a computed edit after checking that the edited model still gives finite logits on its prompt.
+
+        A non-finite delta or an edit that makes the logits NaN/inf is refused (the weights are restored at once)
+        with a :class:`VisitError`; the stack is unchanged.
+        """
+        for name, delta in edit.deltas.items():
+            if not torch.isfinite(delta).all():
+                raise VisitError(f"the {edit.method} edit produced a non-finite weight change for '{name}'; "
+                                 f"it was not applied")
+        ids = torch.tensor([vm.tokenizer(edit.request.prompt).input_ids])
+        with weights_changed(vm, [e.deltas for e in self.edits] + [edit.deltas]):
+            logits, _ = run(vm, ids, logits_to_keep=1)
+            finite = bool(torch.isfinite(logits).all())
+        if not finite:
+            raise VisitError(f"the {edit.method} edit made the model's logits NaN or inf; it was reverted")
+        self.edits.append(edit)
+        return edit
+
+    def edit(self, vm, request: EditRequest, method: str = "rome", **options) -> Edit:
+        """Compute an edit on the model with this stack applied, check it and push it."""
+        from visit.editing.edit import editor
+
+        fn = editor(method)
+        prepare = getattr(fn, "prepare", None)
+        if prepare is not None:  # work that must see the unedited model (ROME's key statistics)
+            options = prepare(vm, request, **options)
+        with self.applied(vm):
+            edit = compute_edit(vm, request, method, **options)
+        return self.push(vm, edit)
+
+    def revert(self, edit_id: int) -> Edit:
+        """Remove the edit with this id (any position); raises :class:`VisitError` when there is none."""
+        for i, e in enumerate(self.edits):
+            if e.id == edit_id:
+                return self.edits.pop(i)
+        raise VisitError(f"no edit with id {edit_id} in this session")
+
+    def clear(self) -> None:
+        self.edits.clear()
+
+    def to_json(self) -> list[dict]:
+        return [e.to_json() for e in self.edits]
