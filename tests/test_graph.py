@@ -152,7 +152,8 @@ def test_mlp_neurons_are_top_and_bottom_by_activation(traced):
         assert set(act.topk(2, largest=False).indices.tolist()) <= set(roles)
 
 
-def test_projections_equal_the_lens_and_are_batched(traced, monkeypatch):
+def test_projections_equal_the_lens_and_are_batched(tiny_model, monkeypatch):
+    traced = trace(tiny_model, PROMPT)  # fresh: lens rows are kept per trace
     calls = []
     original = LogitLens.project
 
@@ -165,6 +166,10 @@ def test_projections_equal_the_lens_and_are_batched(traced, monkeypatch):
     assert len(calls) == 1 and built.graph.graph["projected_rows"] == calls[0]
     # a block's input is the previous block's output: projected once, not twice
     assert calls[0] < sum(1 for _, a in built.graph.nodes(data=True) if a["projected"])
+    # drawn again (other settings, same trace): only nodes never projected before are projected
+    again = build_graph(traced, TARGET, GraphSettings(mlp_top=7))
+    assert len(calls) == 2 and calls[1] == 2 * traced.n_layers
+    assert again.graph.nodes["L0.resid_post"]["top"] == built.graph.nodes["L0.resid_post"]["top"]
     monkeypatch.setattr(LogitLens, "project", original)
     g, lens, last = built.graph, LogitLens.for_trace(traced), traced.n_layers - 1
     refs = {f"L{last}.resid_post": traced.resid(last, "post"), "L1.resid_mid": traced.resid(1, "mid"),

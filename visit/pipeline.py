@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 from typing import Sequence
@@ -47,6 +47,15 @@ class Analysis:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     # results that panels computed for this analysis (e.g. "causal_trace": CausalTrace); report sections read them
     extras: dict[str, object] = field(default_factory=dict, repr=False)
+    drawn_layers: tuple[int, int] | None = None  # the layers the graph covers (a first view: fewer than asked)
+
+    @property
+    def partial(self) -> bool:
+        """True for a first view: the graph covers fewer layers than ``settings`` ask for (see :func:`complete`)."""
+        if self.drawn_layers is None:
+            return False
+        layers = self.settings.layers(self.vm.dims.n_layers)
+        return self.drawn_layers[0] > layers[0]
 
     @property
     def vm(self):
@@ -83,12 +92,16 @@ def pick_target(vm, target_text: str | None, top: list[dict], target_id: int | N
 
 def analyze(vm, prompt: str, target_text: str | None = None, position: int | None = None,
             settings: GraphSettings | None = None, target_id: int | None = None,
-            interventions: Sequence[Intervention] = ()) -> Analysis:
+            interventions: Sequence[Intervention] = (), first_view: int | None = None) -> Analysis:
     """Trace ``prompt`` and build its flow graph at ``position`` (default: the last token) for the
     target (``target_id`` exactly, else ``target_text`` resolved, else the model's top prediction).
 
     ``interventions`` (hook-layer writes, :mod:`visit.hooks`) change the traced pass: the graph then shows the
-    changed model (e.g. a head zeroed)."""
+    changed model (e.g. a head zeroed).
+
+    ``first_view=N`` builds the graph of only the last ``N`` layers of the range (what the app shows first;
+    about 1/8 of the work on a 30-layer model): ``analysis.partial`` is then True and :func:`complete` adds the
+    rest without a new forward pass. Node positions are those of the whole graph either way."""
     settings = (settings or GraphSettings()).validated(vm.dims.n_layers)
     t0 = time.perf_counter()
     tr = run_trace(vm, prompt, position, interventions)
@@ -99,22 +112,49 @@ def analyze(vm, prompt: str, target_text: str | None = None, position: int | Non
     notes = [target.note] if target.note else []
     lens = LogitLens.for_trace(tr)
     strip = layer_summary(tr, target.id, lens)
+    strip_fig = strip_figure(strip, target.token, vm.dims.d_vocab)
     t2 = time.perf_counter()
-    built = build_graph(tr, target.id, settings, lens)
-    notes += built.notes
+    base = Analysis(tr, target, settings, top, strip, nx.DiGraph(), go.Figure(), notes, strip_fig, lens=lens,
+                    timings={"trace": t1 - t0, "summary": t2 - t1})
+    out = redraw(base, settings, first_view=first_view)
+    out.timings["total"] = time.perf_counter() - t0
+    return out
+
+
+def redraw(analysis: Analysis, settings: GraphSettings | None = None, first_view: int | None = None) -> Analysis:
+    """A new :class:`Analysis` of the same trace and target with other graph settings: no forward pass.
+
+    Pruning knobs, the layer range, included, highlighted and flagged nodes all change only the graph; node
+    lens rows are kept per trace (:mod:`visit.graph.builder`), so only nodes never drawn before are projected.
+    ``first_view``: as in :func:`analyze`."""
+    vm, tr, target = analysis.vm, analysis.trace, analysis.target
+    settings = (settings or analysis.settings).validated(vm.dims.n_layers)
+    layers = settings.layers(vm.dims.n_layers)
+    drawn = settings
+    if first_view and len(layers) > first_view:
+        drawn = replace(settings, layer_start=layers[-first_view], layer_end=layers[-1])
+    t2 = time.perf_counter()
+    built = build_graph(tr, target.id, drawn, analysis.lens)
+    notes = [n for n in analysis.notes if n == target.note] + built.notes
     t3 = time.perf_counter()
-    positions = layout(built.graph, vm.parallel)
+    positions = layout(built.graph, vm.parallel, first_layer=layers[0])
     for n, (x, y) in positions.items():
         built.graph.nodes[n].update(x=x, y=y)
     title = (f"<b>{escape(vm.name, quote=False)}</b> · "  # SVG text: plotly decodes &lt; &gt; &amp; only
              f"'{escape(display_token(tr.tokens[tr.position]), quote=False)}' (position {tr.position}) "
              f"→ target '{escape(display_token(target.token), quote=False)}'")
     figure = graph_figure(built.graph, positions, target.token, vm.dims.d_vocab, title)
-    strip_fig = strip_figure(strip, target.token, vm.dims.d_vocab)
     t4 = time.perf_counter()
-    timings = {"trace": t1 - t0, "summary": t2 - t1, "graph": t3 - t2, "render": t4 - t3, "total": t4 - t0}
-    return Analysis(tr, target, settings, top, strip, built.graph, figure, notes, strip_fig, built.vectors,
-                    built.norm_inputs, lens, timings)
+    timings = {k: v for k, v in analysis.timings.items() if k in ("trace", "summary")}
+    timings.update(graph=t3 - t2, render=t4 - t3, total=timings.get("trace", 0) + timings.get("summary", 0) + t4 - t2)
+    return Analysis(tr, target, settings, analysis.top_predictions, analysis.layer_strip, built.graph, figure,
+                    notes, analysis.strip_figure, built.vectors, built.norm_inputs, analysis.lens, timings,
+                    dict(analysis.extras), drawn_layers=(drawn.layers(vm.dims.n_layers)[0], layers[-1]))
+
+
+def complete(analysis: Analysis) -> Analysis:
+    """The whole graph of a first view (``analysis.partial``), without a new forward pass; else ``analysis``."""
+    return redraw(analysis, analysis.settings) if analysis.partial else analysis
 
 
 def _tokens(tokenizer, ids: list[int], probs: list[float]) -> list[dict]:
@@ -185,6 +225,7 @@ def _clean(value):
 def graph_json(analysis: Analysis) -> dict:
     """``{"nodes": [...], "edges": [...], "settings": {...}}`` with every node and edge attribute, plus
     the model, prompt, tokens, position, target, top predictions, per-layer strip and notes."""
+    analysis = complete(analysis)
     g, tr, t = analysis.graph, analysis.trace, analysis.target
     return _clean({
         "model": analysis.vm.name,
@@ -206,7 +247,7 @@ def export_html(analysis: Analysis, path: str | Path | None = None) -> str:
     """The standalone report (opens offline: plotly.js embedded once). Written to ``path`` if given."""
     from visit.report import render_report
 
-    html = render_report(analysis)
+    html = render_report(complete(analysis))
     if path is not None:
         try:
             Path(path).write_text(html, encoding="utf-8")

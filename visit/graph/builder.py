@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
+from visit.attribution.cache import memo
 from visit.graph.nodes import NORM_KINDS, SPINE_KINDS, UNPROJECTED_KINDS, location, node_id
 from visit.graph.selection import LayerSelection, parse_includes, select
 from visit.graph.settings import GraphSettings
@@ -238,16 +239,27 @@ def _project(g: nx.DiGraph, vectors: dict, norm_inputs: dict, trace, target_id: 
         a.update(projected=False, label=None, top=[], target_prob=None, target_rank=None, entropy=None)
     if not rows:
         return 0
-    res = lens.project(torch.stack(rows), mode="renorm", k=k, target=target_id, bottom=False)
-    names = _TokenNames(trace.vm.tokenizer)
-    top_ids, top_probs = res.top_ids.tolist(), res.top_probs.tolist()
-    probs, ranks, entropy = res.target_prob.tolist(), res.target_rank.tolist(), res.entropy.tolist()
+    # a node id names the same vector in every graph of one trace: lens rows are kept per trace, target and k,
+    # so re-drawing with other settings projects only nodes never projected before
+    cache = memo(trace, ("node_lens", target_id, k), dict)
+    missing = sorted({i for nid, i in index.items() if nid not in cache})
+    if missing:
+        res = lens.project(torch.stack([rows[i] for i in missing]), mode="renorm", k=k, target=target_id,
+                           bottom=False)
+        names = _TokenNames(trace.vm.tokenizer)
+        top_ids, top_probs = res.top_ids.tolist(), res.top_probs.tolist()
+        probs, ranks, entropy = res.target_prob.tolist(), res.target_rank.tolist(), res.entropy.tolist()
+        fresh = {}
+        for j, i in enumerate(missing):
+            fresh[i] = dict(projected=True, label=names(top_ids[j][0]),
+                            top=[{"token": names(t), "id": t, "prob": p} for t, p in zip(top_ids[j], top_probs[j])],
+                            target_prob=probs[j], target_rank=ranks[j], entropy=entropy[j])
+        for nid, i in index.items():
+            if i in fresh:
+                cache[nid] = fresh[i]
     for nid in ids:
-        i = index[nid]
-        g.nodes[nid].update(
-            projected=True, label=names(top_ids[i][0]),
-            top=[{"token": names(t), "id": t, "prob": p} for t, p in zip(top_ids[i], top_probs[i])],
-            target_prob=probs[i], target_rank=ranks[i], entropy=entropy[i])
+        row = cache[nid]
+        g.nodes[nid].update(row, top=list(row["top"]))
     for nid, src in norm_inputs.items():
         if nid in g and src in g:
             s = g.nodes[src]

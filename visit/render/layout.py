@@ -18,14 +18,15 @@ ROW = 1.0  # vertical distance between fanned-out nodes
 MEMORY_ROW = 0.45  # between the memory values (and keys) of one head
 
 
-def layout(g: nx.DiGraph, parallel: bool) -> dict[str, tuple[float, float]]:
-    """Node id -> (x, y)."""
+def layout(g: nx.DiGraph, parallel: bool, first_layer: int | None = None) -> dict[str, tuple[float, float]]:
+    """Node id -> (x, y). ``first_layer`` is the layer drawn at x = 0 (default: the graph's first), so a
+    graph of a few layers drawn first lands where the same layers sit in the whole graph."""
     columns = {**ATTN_COLUMNS, **(PARALLEL_MLP if parallel else SEQUENTIAL_MLP)}
     width = max(columns.values()) + 1
     by_layer: dict[int, list[str]] = {}
     for n, a in g.nodes(data=True):
         by_layer.setdefault(a["layer"], []).append(n)
-    first = min(by_layer, default=0)
+    first = min(by_layer, default=0) if first_layer is None else first_layer
     pos: dict[str, tuple[float, float]] = {}
     for layer, nodes in by_layer.items():
         x0 = (layer - first) * width
