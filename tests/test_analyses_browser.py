@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-from test_browser import Server, browser, downloads, open_page, severe_errors, state, trace, wait  # noqa: E402,F401
+from test_browser import Server, open_page, severe_errors, state, trace, wait  # noqa: E402,F401
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from visit.ui import create_app  # noqa: E402
@@ -32,7 +32,7 @@ def plots_in(driver, element_id: str) -> int:
     return len(driver.find_elements(By.CSS_SELECTOR, f"#{element_id} .js-plotly-plot"))
 
 
-def test_panels_compute_study_and_flag_neurons(browser, server):  # noqa: F811
+def test_panels_compute_study_and_flag_neurons(browser, server):
     open_page(browser, server)
     trace(browser, server, "The capital of France is")
 

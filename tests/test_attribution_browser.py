@@ -4,7 +4,7 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-from test_browser import Server, browser, downloads, open_page, severe_errors, state, trace, wait  # noqa: E402,F401
+from test_browser import Server, open_page, severe_errors, state, trace, wait  # noqa: E402,F401
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from visit.ui import create_app  # noqa: E402
@@ -18,7 +18,7 @@ def server(tiny_factory):
     srv.stop()
 
 
-def test_attribution_panel_highlights_a_neuron_in_the_graph(browser, server):  # noqa: F811
+def test_attribution_panel_highlights_a_neuron_in_the_graph(browser, server):
     open_page(browser, server)
     trace(browser, server, "The capital of France is")
     tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text.strip() == "Attribution")

@@ -1,70 +1,40 @@
 """The web app in a real headless Chromium (Debian chromium + chromedriver), driven with selenium.
 
 One app server (a tiny random Llama model, in this process so tests can look at the server-side
-session state) and one browser are shared by the whole module; the last test loads the real default
-model. Skipped when chromium or chromedriver is missing.
+session state) is shared by the whole module, and the browser by the whole test session (tests/conftest.py,
+tests/browser_support.py); the last test loads the real default model. Skipped when chromium or chromedriver
+is missing.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import threading
 import time
 import types
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-CHROMIUM = os.environ.get("VISIT_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("VISIT_CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
-if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+import browser_support  # noqa: E402
+
+if not browser_support.available():
     pytest.skip("headless chromium + chromedriver are not installed", allow_module_level=True)
 
+from browser_support import Server, open_page, session_id, severe_errors, wait  # noqa: E402,F401
 from dash import Input, Output, State, html  # noqa: E402
-from selenium import webdriver  # noqa: E402
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from visit.ui import create_app, ids  # noqa: E402
 from visit.ui.panels import PANELS  # noqa: E402
 from visit.ui.state import request_graph_update  # noqa: E402
 
-HOSTILE = "<img src=x onerror=alert(1)>"
-WAIT = 60  # seconds; tracing on a busy 2-core machine can be slow
+HOSTILE = "<img src=x onerror=alert(1)>"  # the whole corpus: tests/test_hostile_browser.py
 
 GRAPH_JS = "const g = document.querySelector('#%s .js-plotly-plot'); return g && g.data ? g.data.length : 0;" % ids.GRAPH
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A Dash app served by werkzeug in a thread of this process."""
-
-    def __init__(self, app):
-        from werkzeug.serving import make_server
-
-        self.app = app
-        self.port = free_port()
-        self.httpd = make_server("127.0.0.1", self.port, app.server, threaded=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.port}/"
-
-    def stop(self):
-        self.httpd.shutdown()
 
 
 def make_test_panel():
@@ -101,43 +71,7 @@ def server(tiny_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="module")
-def downloads(tmp_path_factory):
-    return tmp_path_factory.mktemp("downloads")
-
-
-@pytest.fixture(scope="module")
-def browser(downloads):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--enable-unsafe-swiftshader", "--window-size=1500,1000"):
-        options.add_argument(arg)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
-    yield driver
-    driver.quit()
-
-
 # ---- helpers ------------------------------------------------------------------------------------------
-
-def wait(driver, condition, timeout=WAIT, what="condition"):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
-
-
-def open_page(driver, server):
-    driver.get(server.url)
-    wait(driver, lambda d: d.find_elements(By.ID, ids.PROMPT), what="the prompt box")
-    severe_errors(driver)  # drain the log
-
-
-def session_id(driver) -> str:
-    return driver.execute_script("return JSON.parse(window.sessionStorage.getItem('%s'))" % ids.SESSION)
-
 
 def state(server, driver):
     return server.app.visit_sessions.get(session_id(driver))
@@ -159,10 +93,6 @@ def trace(driver, server, prompt: str, key=Keys.ENTER):
 
 def message_text(driver) -> str:
     return driver.find_element(By.ID, ids.MESSAGE).text
-
-
-def severe_errors(driver) -> list[str]:
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
 def node_point(driver, node_id: str):
