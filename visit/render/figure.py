@@ -43,6 +43,7 @@ def graph_figure(g: nx.DiGraph, positions: dict, target_token: str, d_vocab: int
     for trace in node_traces(g, positions, target_token):
         fig.add_trace(trace)
     fig.add_trace(label_trace(g, positions))
+    fig.add_trace(highlight_trace(g, positions))
     cmax = math.log10(max(d_vocab, 10))
     ticks = [v for v in range(0, int(cmax) + 1)]
     fig.update_layout(
@@ -64,22 +65,24 @@ def _tick(value: int) -> str:
 def node_traces(g: nx.DiGraph, positions: dict, target_token: str) -> list[go.Scattergl]:
     by_kind: dict[str, list[str]] = {}
     flagged: dict[str, list[str]] = {}
-    highlighted = []
     for n, a in g.nodes(data=True):
         (flagged.setdefault(str(a["flag"]), []) if a.get("flag") else by_kind.setdefault(a["kind"], [])).append(n)
-        if a.get("highlighted"):
-            highlighted.append(n)
     traces = [_node_trace(g, positions, by_kind[k], k, target_token, SYMBOLS[k], SIZES.get(k, 10))
               for k in KINDS if k in by_kind]
     for i, (label, nodes) in enumerate(sorted(flagged.items())):
         traces.append(_node_trace(g, positions, nodes, f"flagged: {esc(label)}", target_token,
                                   FLAG_SYMBOLS[i % len(FLAG_SYMBOLS)], 15))
-    if highlighted:
-        traces.append(go.Scattergl(
-            x=[positions[n][0] for n in highlighted], y=[positions[n][1] for n in highlighted], mode="markers",
-            name="highlighted", hoverinfo="skip",
-            marker=dict(symbol="circle-open", size=26, color="#7b2cbf", line=dict(width=3))))
     return traces
+
+
+def highlight_trace(g: nx.DiGraph, positions: dict) -> go.Scattergl:
+    """Rings around the highlighted nodes: always the figure's LAST trace (possibly empty), so that the app
+    changes a highlight by patching this one trace (``dash.Patch``) instead of sending the figure."""
+    highlighted = [n for n, a in g.nodes(data=True) if a.get("highlighted")]
+    return go.Scattergl(
+        x=[positions[n][0] for n in highlighted], y=[positions[n][1] for n in highlighted], mode="markers",
+        name="highlighted", hoverinfo="skip", showlegend=bool(highlighted),
+        marker=dict(symbol="circle-open", size=26, color="#7b2cbf", line=dict(width=3)))
 
 
 def _node_trace(g, positions, nodes, name, target_token, symbol, size) -> go.Scattergl:

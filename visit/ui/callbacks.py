@@ -10,7 +10,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
 from visit import limits
 from visit.errors import VisitError
-from visit.ui import ids, views
+from visit.ui import fast, ids, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request
 from visit.ui.model_registry import describe
@@ -110,6 +110,10 @@ def register(app, registry, sessions, analyze):
                 request = replace(state.request, settings=replace(state.request.settings, **changes), **moved)
                 limits.check_graph_settings(request.settings)  # panels' requests are capped too
                 state.marks.update({k: v for k, v in changes.items() if k in MARK_FIELDS})
+                if not moved and set(changes) == {"highlight"} and fast.can_redraw(state, vm, request):
+                    state.request = request
+                    out["figure"] = fast.patch_highlight(state, request.settings.highlight)
+                    return out
             else:
                 if trigger == ids.CLEAR_MARKS:
                     state.marks = {}
@@ -132,8 +136,12 @@ def register(app, registry, sessions, analyze):
                     marks=state.marks)
                 if chip_id is not None:
                     request = replace(request, target_id=chip_id)
-            analysis = analyze(vm, request.prompt, request.target_text, request.position, request.settings,
-                               target_id=request.target_id)
+            if fast.can_redraw(state, vm, request):  # same pass, other graph settings: no forward pass
+                analysis = fast.redraw(state.analysis, request.settings)
+                redrawn = True
+            else:
+                analysis = fast.first_view(analyze, vm, request)
+                redrawn = False
         except VisitError as exc:
             out["message"] = views.messages(errors=[str(exc)])
             return out
@@ -144,9 +152,15 @@ def register(app, registry, sessions, analyze):
         state.analysis, state.request = analysis, request
         state.version += 1
         out.update(present(analysis, vm, state.version, state.view, controls["relayout"]))
+        if redrawn:  # the same pass: send only the graph's traces (dash.Patch), keep chips, strip and tokens
+            out["figure"] = fast.patch_data(out["figure"])
+            for key in ("predictions", "suggestions", "strip", "tokens", "model_status"):
+                out[key] = no_update
         if out["target"] is no_update and request.target_text is None:
             out["target"] = ""
         return out
+
+    fast.register_completion(app, sessions)
 
     @app.callback(Output(ids.DOWNLOAD, "data"), Output(ids.MESSAGE, "children", allow_duplicate=True),
                   Input(ids.EXPORT, "n_clicks"), State(ids.SESSION, "data"), prevent_initial_call=True)
@@ -179,9 +193,11 @@ def present(analysis, vm, version: int, view=None, relayout=None) -> dict:
     key = f"{vm.name}|{s.layer_start}|{s.layer_end}"
     layout["uirevision"] = key
     ranges = view.update(key, relayout) if view is not None else {}
-    opening = {} if ranges else initial_ranges(analysis.graph)
+    # a first view (analysis.partial) holds just the last layers: open on all of it, so that the whole graph,
+    # patched in when complete, arrives around the same view
+    opening = {} if ranges else initial_ranges(analysis.graph, 0 if analysis.partial else INITIAL_LAYERS)
     apply_ranges(layout, ranges or opening)
-    n_layers = len({a.get("layer") for _, a in analysis.graph.nodes(data=True)} - {None})
+    n_layers = len(s.layers(vm.dims.n_layers))
     hint = (f"Showing the last {INITIAL_LAYERS} of {n_layers} layers: drag to pan, scroll to zoom, "
             f"double-click to see them all." if opening else "")
     notes = list(analysis.notes or [])

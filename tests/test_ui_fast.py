@@ -1,0 +1,83 @@
+"""The app's fast paths over real HTTP: a first view, its completion patched in, changes without a forward pass."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser_support import Server  # noqa: E402
+
+import visit.pipeline as pipeline  # noqa: E402
+from visit.ui import create_app, fast, ids  # noqa: E402
+from visit.ui.client import DashClient  # noqa: E402
+from visit.ui.state import request_graph_update  # noqa: E402
+
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def served(tiny_factory):
+    vm = tiny_factory("gpt2")
+    app = create_app(model=vm, panels=("visit.ui.panels.details",))
+    server = Server(app)
+    yield server, app, vm
+    server.stop()
+
+
+def is_patch(value) -> bool:
+    return isinstance(value, dict) and "__dash_patch_update" in value
+
+
+def traces_counted(monkeypatch) -> list:
+    calls, original = [], pipeline.run_trace
+
+    def counting(*a, **k):
+        calls.append(1)
+        return original(*a, **k)
+
+    monkeypatch.setattr(pipeline, "run_trace", counting)
+    return calls
+
+
+def test_first_view_then_the_whole_graph_patched_in(served, monkeypatch):
+    server, app, vm = served
+    monkeypatch.setattr(fast, "FIRST_VIEW_LAYERS", 1)
+    client, session = DashClient(server.url), DashClient.new_session()
+    out = client.trace(session, PROMPT)
+    first = app.visit_sessions.analysis(session)
+    assert first.partial and {a["layer"] for _, a in first.graph.nodes(data=True)} == {vm.dims.n_layers - 1}
+    assert not is_patch(out[f"{ids.GRAPH}.figure"])
+    assert out[f"{ids.GRAPH}.figure"]["layout"]["xaxis"]["autorange"] is False  # the full graph lands around it
+    dep = next(d for d in client.dependencies() if d["output"].startswith(f"{ids.GRAPH}.figure@"))
+    done = client.call(dep["output"], f"{ids.ANALYSIS_VERSION}.data",
+                       {f"{ids.ANALYSIS_VERSION}.data": out[f"{ids.ANALYSIS_VERSION}.data"],
+                        f"{ids.SESSION}.data": session})
+    whole = app.visit_sessions.analysis(session)
+    assert not whole.partial and whole.trace is first.trace
+    assert {a["layer"] for _, a in whole.graph.nodes(data=True)} == set(range(vm.dims.n_layers))
+    assert is_patch(done[f"{ids.GRAPH}.figure"])
+
+
+def test_changes_without_a_new_pass_are_patches(served, monkeypatch):
+    server, app, vm = served
+    client, session = DashClient(server.url), DashClient.new_session()
+    client.trace(session, PROMPT)
+    calls = traces_counted(monkeypatch)
+    before = app.visit_sessions.analysis(session)
+    values = {f"{ids.SESSION}.data": session, f"{ids.PROMPT}.value": PROMPT,
+              f"{ids.GRAPH_REQUEST}.data": request_graph_update(session, highlight=("L1.H2",))}
+    out = client.call(f"{ids.GRAPH}.figure", f"{ids.GRAPH_REQUEST}.data", values)
+    patch = out[f"{ids.GRAPH}.figure"]
+    assert is_patch(patch) and len(patch["operations"]) == 1  # one trace: the highlight rings
+    assert app.visit_sessions.analysis(session).graph.nodes["L1.H2"]["highlighted"]
+    # a pruning knob typed in the controls: the same pass re-drawn, only the traces sent
+    out = client.trace(session, PROMPT, **{f"{ids.KNOBS['mlp_top']}.value": 1})
+    assert is_patch(out[f"{ids.GRAPH}.figure"])
+    after = app.visit_sessions.analysis(session)
+    assert after.trace is before.trace and after.settings.mlp_top == 1
+    assert calls == []
+    client.trace(session, "The capital of Italy is")  # a new prompt needs a pass
+    assert calls == [1]

@@ -1,0 +1,106 @@
+"""The app's fast paths: what is drawn first, what changes without a forward pass, and what is sent.
+
+- A new prompt is traced once and drawn as a *first view*: only the last few layers
+  of its range (:data:`FIRST_VIEW_LAYERS`; :func:`visit.pipeline.analyze` with ``first_view``), which is what the page opens on anyway.
+  :func:`register_completion` then adds the other layers from the same trace and patches the figure's
+  traces in (``dash.Patch``), keeping the user's zoom.
+- A change that needs no new forward pass (pruning knobs, layer range, included/flagged nodes, prune mode)
+  re-draws from the session's trace (:func:`visit.pipeline.redraw`; node lens rows are cached per trace)
+  and sends only the figure's traces.
+- A highlight changes one trace (the figure's last, :func:`visit.render.figure.highlight_trace`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dash import Input, Output, Patch, State, no_update
+
+from visit.render.figure import highlight_trace
+from visit.ui import ids
+from visit.ui.view import INITIAL_LAYERS
+
+log = logging.getLogger(__name__)
+FIRST_VIEW_LAYERS = INITIAL_LAYERS  # layers drawn first (the view the page opens on); read at call time
+
+
+def can_redraw(state, vm, request) -> bool:
+    """True when ``request`` differs from the session's analysis only in graph settings: same model (and
+    weights version), prompt, position and target, so the kept trace serves it."""
+    a, old = state.analysis, state.request
+    if a is None or old is None or a.vm is not vm:
+        return False
+    if getattr(a.trace, "weights_version", None) != vm.weights.version:
+        return False  # the weights changed since (an edit): trace again
+    return (request.prompt, request.position, request.target_text, request.target_id) == \
+        (old.prompt, old.position, old.target_text, old.target_id)
+
+
+def first_view(analyze, vm, request):
+    """A new analysis drawn first on its last layers (``analyze`` may be an injected stand-in without
+    ``first_view``: then the whole graph)."""
+    try:
+        return analyze(vm, request.prompt, request.target_text, request.position, request.settings,
+                       target_id=request.target_id, first_view=FIRST_VIEW_LAYERS)
+    except TypeError as exc:
+        if "first_view" not in str(exc):
+            raise
+        return analyze(vm, request.prompt, request.target_text, request.position, request.settings,
+                       target_id=request.target_id)
+
+
+def redraw(analysis, settings):
+    """The same trace with other settings; a first view stays a first view (the completion follows)."""
+    from visit.pipeline import redraw as pipeline_redraw
+
+    return pipeline_redraw(analysis, settings, first_view=FIRST_VIEW_LAYERS if analysis.partial else None)
+
+
+def patch_data(figure: dict) -> Patch:
+    """Send only a figure's traces: the layout (zoom, ranges, legend state) stays as the browser has it."""
+    patched = Patch()
+    patched["data"] = figure["data"]
+    return patched
+
+
+def patch_highlight(state, highlight) -> Patch:
+    """Set the session's highlighted nodes and return the one-trace patch that draws them."""
+    analysis = state.analysis
+    wanted = set(highlight)
+    for n, a in analysis.graph.nodes(data=True):
+        a["highlighted"] = n in wanted
+    from dataclasses import replace
+
+    analysis.settings = replace(analysis.settings, highlight=tuple(highlight))
+    positions = {n: (a["x"], a["y"]) for n, a in analysis.graph.nodes(data=True)}
+    trace = highlight_trace(analysis.graph, positions)
+    index = len(analysis.figure.data) - 1
+    analysis.figure.data[index].update(x=trace.x, y=trace.y, showlegend=trace.showlegend)
+    patched = Patch()
+    patched["data"][index] = trace.to_plotly_json()
+    return patched
+
+
+def register_completion(app, sessions) -> None:
+    """After a first view is drawn, add the rest of the graph from the same trace and patch it in."""
+
+    @app.callback(Output(ids.GRAPH, "figure", allow_duplicate=True), Input(ids.ANALYSIS_VERSION, "data"),
+                  State(ids.SESSION, "data"), prevent_initial_call=True)
+    def complete_view(version, session_id):
+        state = sessions.get(session_id)
+        first = state.analysis
+        if first is None or not first.partial:
+            return no_update
+        from visit.pipeline import complete
+
+        try:
+            whole = complete(first)  # outside the session lock: a new trace need not wait for this
+        except Exception:  # noqa: BLE001 - the first view stays; the log says why
+            log.exception("completing the graph failed")
+            return no_update
+        with state.lock:
+            if state.analysis is not first:  # a newer analysis arrived meanwhile
+                return no_update
+            whole.extras = first.extras
+            state.analysis = whole
+        return patch_data(whole.figure.to_dict())
