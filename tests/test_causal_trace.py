@@ -178,3 +178,13 @@ def test_default_model_eiffel_tower(default_model):
     s0, s1 = ct.subject_range
     # restoring a subject token early on brings the fact back; the last token does it late
     assert ie[s0:s1, :5].max() > 0.25 and ie[-1, -5:].max() > 0.25
+
+
+def test_causal_neuron_is_the_mlp_argmax(tiny_factory):
+    from visit.localization.causal_trace import causal_neuron
+
+    vm = tiny_factory("llama", seed=4)
+    cn = causal_neuron(vm, PROMPT, SUBJECT, samples=2, noise=1.0)
+    ie = cn.trace.indirect_effect("mlp")
+    assert cn.trace.window == 1 and cn.effect == pytest.approx(float(ie.max()))
+    assert ie[cn.token, cn.layer] == ie.max() and cn.token >= cn.trace.subject_range[0]

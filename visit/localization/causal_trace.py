@@ -193,7 +193,8 @@ def _first_layer(kind: str, layer: int, window: int, n_layers: int) -> int:
 def _batches(cells: list[tuple[str, int]], samples: int, window: int, n_layers: int):
     """Cells of one token sorted by the block they join at, in batches of at most MAX_ROWS rows."""
     cells = sorted(cells, key=lambda c: _first_layer(c[0], c[1], window, n_layers))
-    per = max(1, MAX_ROWS // samples)
+    n_batches = -(-len(cells) * samples // MAX_ROWS)
+    per = max(1, -(-len(cells) // n_batches))  # equal batches: a small last one would run inefficiently
     for i in range(0, len(cells), per):
         yield cells[i:i + per]
 
@@ -241,3 +242,24 @@ def naive_cell(vm, prompt: str, subject_range: tuple[int, int], noise: torch.Ten
 
     logits, _ = run(vm, ids.expand(n + 1, -1), write=writes)
     return float(logits[1:, -1].float().softmax(-1)[:, target_id].mean())
+
+
+@dataclass(frozen=True)
+class CausalNeuron:
+    """Seed 001's causal neuron: the MLP state (token, layer) whose restoration has the largest indirect effect."""
+
+    token: int
+    layer: int
+    effect: float  # indirect effect (restored - corrupted probability)
+    trace: CausalTrace
+
+
+def causal_neuron(vm, prompt: str, subject: str, target: str | int | None = None, samples: int = 10,
+                  noise: float | None = None, window: int = 1, seed: int = 0,
+                  progress: Progress | None = None) -> CausalNeuron:
+    """``argmax_{token, layer}`` of the MLP trace's indirect effect. ``window=1`` restores one layer's MLP output,
+    seed 001's definition (an MLP hidden state); ROME's 10-layer window smooths it over neighbours."""
+    ct = causal_trace(vm, prompt, subject, target, ("mlp",), samples, noise, window, seed, progress)
+    ie = ct.indirect_effect("mlp")
+    token, layer = np.unravel_index(int(np.nanargmax(ie)), ie.shape)
+    return CausalNeuron(int(token), int(layer), float(ie[token, layer]), ct)
