@@ -14,7 +14,8 @@ import sys
 from visit.errors import VisitError
 
 COMMAND_MODULES = ("visit.cli.trace_cmd", "visit.cli.study_cmd", "visit.cli.graph_cmd", "visit.cli.attribute_cmd",
-                   "visit.cli.ablate_cmd", "visit.cli.causal_trace_cmd", "visit.cli.knowledge_neurons_cmd")
+                   "visit.cli.ablate_cmd", "visit.cli.causal_trace_cmd", "visit.cli.knowledge_neurons_cmd",
+                   "visit.cli.edit_cmd", "visit.cli.edit_eval_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,21 @@ def load_from_args(args):
     from visit.models import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype)
+
+
+def progress_bar(desc: str):
+    """``(bar, progress)``: a tqdm bar on stderr and a ``progress(done, total, note="")`` callback for it."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, desc=desc, file=sys.stderr, leave=False)
+
+    def progress(done: int, total: int, note: str = "") -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(str(note)[:50], refresh=False)
+        bar.refresh()
+
+    return bar, progress
 
 
 def write_json(path: str, data, indent: int | None = 2) -> None:

@@ -1,0 +1,112 @@
+"""``visit edit "TEMPLATE {}" --subject S --new X``: apply one edit to a fresh model and show the top tokens before
+and after, on the edit's prompt and on the prompts given."""
+
+from __future__ import annotations
+
+from visit.cli import add_model_options, load_from_args, progress_bar, write_json
+from visit.errors import VisitError
+from visit.tokens import display_token
+
+
+def register(sub) -> None:
+    from visit.editing.edit import EDITORS
+    import visit.editing  # noqa: F401  (registers the editors)
+
+    p = sub.add_parser("edit", help="edit one fact (ROME, KN-E, CNE) and compare the top tokens before and after")
+    p.add_argument("template", help="the prompt with {} where the subject goes, e.g. 'The capital of {} is' "
+                                    "(a prompt without {} works when it contains the subject)")
+    p.add_argument("--subject", required=True, help="the subject, e.g. 'France'")
+    p.add_argument("--new", required=True, help="the new object, e.g. ' Rome' (a leading space is added if missing)")
+    p.add_argument("--old", default=None, help="the old (true) object (KN-E/CNE need it; default: the model's "
+                                                "top prediction)")
+    p.add_argument("--method", default="rome", choices=sorted(EDITORS), help="editing method (default rome)")
+    p.add_argument("--layer", type=int, default=None, help="edit layer (default: the model's shipped default)")
+    p.add_argument("--key", default="averaged", choices=["averaged", "original"],
+                   help="ROME's key handling: averaged (r-ROME, default) or original")
+    p.add_argument("--prompts", nargs="*", default=[], help="more prompts to compare (paraphrases, neighbours)")
+    p.add_argument("--top", type=int, default=5, help="top tokens shown per prompt (default 5)")
+    p.add_argument("--json", dest="json_path", default=None, help="write before/after as JSON to this file")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def make_request(template: str, subject: str, new: str, old: str | None = None):
+    """A request from the CLI's text: a template with ``{}``, or a prompt that contains the subject."""
+    from visit.editing.request import EditRequest, from_prompt
+
+    if "{}" not in template:
+        if subject and subject.strip() and subject.strip() in template:
+            return from_prompt(template, subject, new, old)
+        raise VisitError(f"the template has no {{}} for the subject and does not contain the subject "
+                         f"'{subject}': write e.g. 'The capital of {{}} is'")
+    return EditRequest(template, subject, new, old)
+
+
+def top_tokens(vm, prompt: str, k: int) -> list[dict]:
+    import torch
+
+    from visit.hooks import run
+    from visit.tokens import token_string
+    from visit.tracer import encode_prompt
+
+    logits, _ = run(vm, encode_prompt(vm, prompt), logits_to_keep=1)
+    probs = logits[0, -1].float().softmax(-1)
+    values, ids = probs.topk(k)
+    return [{"token": token_string(vm.tokenizer, int(i)), "id": int(i), "prob": float(v)}
+            for v, i in zip(values, ids)]
+
+
+def object_probs(vm, prompts: list[str], objects: list[str]) -> list[dict]:
+    """``P = exp(-mean per-token NLL)`` of each object after each prompt (CounterFact's scoring)."""
+    import math
+
+    from visit.editing.counterfact import object_nll
+
+    nll = object_nll(vm, prompts, objects)
+    return [{o.strip(): math.exp(-float(nll[i, j])) for j, o in enumerate(objects)} for i in range(len(prompts))]
+
+
+def run(args) -> int:
+    from visit.editing import EditStack
+    from visit.editing.request import check_against_model
+
+    if not 1 <= args.top <= 100:
+        raise VisitError("--top must be between 1 and 100")
+    request = make_request(args.template, args.subject, args.new, args.old)
+    vm = load_from_args(args)
+    if request.old is None:
+        check_against_model(vm, request)
+    prompts = [request.prompt] + [p for p in args.prompts if p.strip()]
+    objects = [request.new] + ([request.old] if request.old else [])
+    before = [top_tokens(vm, p, args.top) for p in prompts]
+    p_before = object_probs(vm, prompts, objects)
+    bar, progress = progress_bar(f"{args.method} edit")
+    stack = EditStack()
+    options = {"layer": args.layer, "progress": progress}
+    if args.method == "rome":
+        options["key"] = args.key
+    try:
+        edit = stack.edit(vm, request, args.method, **options)
+    finally:
+        bar.close()
+    with stack.applied(vm):
+        after = [top_tokens(vm, p, args.top) for p in prompts]
+        p_after = object_probs(vm, prompts, objects)
+    print(f"model: {vm.name}")
+    print(f"edit: {edit.label()}")
+    info = edit.info
+    print("info: " + ", ".join(f"{k}={v}" for k, v in info.items() if not isinstance(v, (list, dict))))
+    for prompt, b, a, pb, pa in zip(prompts, before, after, p_before, p_after):
+        print(f"\n{prompt}")
+        print(f"  {'before':<32}{'after':<32}")
+        for x, y in zip(b, a):
+            print(f"  {display_token(x['token'])[:20]:<22}{x['prob']:>8.4f}  {display_token(y['token'])[:20]:<22}"
+                  f"{y['prob']:>8.4f}")
+        print("  " + "   ".join(f"P({o}): {pb[o]:.4f} -> {pa[o]:.4f}" for o in pb))
+    if args.json_path:
+        write_json(args.json_path, {"model": vm.name, "edit": edit.to_json(),
+                                    "prompts": [{"prompt": p, "before": b, "after": a, "objects_before": pb,
+                                                 "objects_after": pa}
+                                                for p, b, a, pb, pa in zip(prompts, before, after, p_before,
+                                                                           p_after)]})
+    return 0
