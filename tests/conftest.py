@@ -16,14 +16,21 @@ TINY = dict(d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, d_mlp=96, n_ctx=128
 
 
 def tiny_configs(vocab_size: int) -> dict:
-    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, Qwen2Config
+    from transformers import (Gemma2Config, Gemma3TextConfig, GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig,
+                              MistralConfig, Qwen2Config)
 
     t = TINY
     llama_kw = dict(vocab_size=vocab_size, hidden_size=t["d_model"], intermediate_size=t["d_mlp"],
                     num_hidden_layers=t["n_layers"], num_attention_heads=t["n_heads"],
                     num_key_value_heads=t["n_kv_heads"], max_position_embeddings=t["n_ctx"],
                     tie_word_embeddings=False)
+    # Gemma: explicit head_dim; a 4-token sliding window on some layers, so the window is exercised by the prompts
+    gemma_kw = dict(llama_kw, head_dim=t["d_model"] // t["n_heads"], query_pre_attn_scalar=t["d_model"] // t["n_heads"])
+    sliding = dict(sliding_window=4, layer_types=["sliding_attention", "full_attention", "sliding_attention"])
     return {
+        "gemma": GemmaConfig(**gemma_kw),
+        "gemma2": Gemma2Config(**gemma_kw, **sliding, final_logit_softcapping=0.3, attn_logit_softcapping=5.0),
+        "gemma3": Gemma3TextConfig(**gemma_kw, **sliding),
         "gpt2": GPT2Config(vocab_size=vocab_size, n_embd=t["d_model"], n_layer=t["n_layers"], n_head=t["n_heads"],
                            n_positions=t["n_ctx"], n_inner=t["d_mlp"]),
         "llama": LlamaConfig(**llama_kw),
@@ -40,6 +47,9 @@ def tiny_configs(vocab_size: int) -> dict:
 
 
 FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "gpt_neox", "gpt_neox_sequential"]
+# families added for issue 11: tested in tests/test_families.py (exactness, hook points, resume, GGUF) rather
+# than through every tiny_model test, to keep the suite lean
+MORE_FAMILIES = ["gemma", "gemma2", "gemma3"]
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +70,8 @@ def build_tiny(family: str, tokenizer, seed: int = 0):
         for name, param in model.named_parameters():
             if name.endswith("bias"):
                 param.normal_(0, 0.1)
+            elif name.endswith("norm.weight") and not param.any():  # Gemma's (1 + w) norms start at w = 0
+                param.normal_(0, 0.3)
     return wrap_model(model, tokenizer, f"tiny-{family}")
 
 

@@ -7,6 +7,9 @@ Three modes:
   so projections of parts add up to the projection of the whole (what attribution needs);
 - ``"raw"``: the unembedding alone.
 
+Models with final logit soft-capping (Gemma 2: ``logits = cap * tanh(logits / cap)``) get it applied after
+the unembedding in every mode, as the model does.
+
 Everything is batched: vectors ``[n, d_model]`` are projected in chunks, one matmul per chunk.
 """
 
@@ -40,6 +43,11 @@ class LensResult:
         return self.top_ids.shape[0]
 
 
+def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """Gemma 2's final logit soft-capping: ``cap * tanh(logits / cap)``."""
+    return torch.tanh(logits / cap) * cap
+
+
 class LogitLens:
     def __init__(self, vm: VisitModel, final_scale: torch.Tensor | None = None, chunk_size: int = 256):
         """``final_scale`` (a scalar or ``[1]``) is needed for the frozen mode; take it from
@@ -48,6 +56,7 @@ class LogitLens:
         self.norm = vm.weights.final_norm
         self.W_U = vm.weights.W_U
         self.b_U = vm.weights.b_U
+        self.softcap = vm.weights.logit_softcap
         self.final_scale = final_scale
         self.chunk_size = chunk_size
 
@@ -71,7 +80,9 @@ class LogitLens:
         """``[n, d_model] -> [n, d_vocab]``; only use for small n (see :meth:`project`)."""
         logits = rows_times(self.normed(vectors, mode).reshape(-1, self.W_U.shape[0]), self.W_U)
         logits = logits.reshape(*vectors.shape[:-1], -1)
-        return logits if self.b_U is None else logits + self.b_U
+        if self.b_U is not None:
+            logits = logits + self.b_U
+        return logits if self.softcap is None else soft_cap(logits, self.softcap)
 
     def project(self, vectors: torch.Tensor, mode: str = "renorm", k: int = 10,
                 target: int | None = None, bottom: bool = True) -> LensResult:

@@ -12,10 +12,12 @@ name                                   shape                            what
 ``blocks.{l}.attn.hook_pattern``       ``[n_heads, dest, src]``         attention probabilities
 ``blocks.{l}.attn.hook_z``             ``[pos, n_heads, d_head]``       per-head outputs (input of W_O)
 ``blocks.{l}.attn.hook_result``        ``[n_heads, d_model]``           per-head contributions at the position
+``blocks.{l}.ln1_post.hook_in/scale``  ``[pos, d_model]`` / ``[pos,1]`` post-attention norm (sandwich models only)
 ``blocks.{l}.hook_attn_out``           ``[pos, d_model]``               attention output (incl. b_O)
 ``blocks.{l}.hook_resid_mid``          ``[pos, d_model]``               resid_pre + attn_out
 ``blocks.{l}.ln2.hook_in/out/scale``   as ln1                           MLP norm
 ``blocks.{l}.mlp.hook_post``           ``[pos, d_mlp]``                 neuron coefficients (act(gate)*up if gated)
+``blocks.{l}.ln2_post.hook_in/scale``  as ln1_post                      post-MLP norm (sandwich models only)
 ``blocks.{l}.hook_mlp_out``            ``[pos, d_model]``               MLP output (incl. bias)
 ``blocks.{l}.hook_resid_post``         ``[pos, d_model]``               residual stream out of block l
 ``ln_final.hook_in/out/scale``         as ln1                           final norm
@@ -23,6 +25,14 @@ name                                   shape                            what
 =====================================  ===============================  =========================================
 
 For parallel blocks (GPT-NeoX) ln2 reads resid_pre, and resid_mid is still resid_pre + attn_out.
+
+Sandwich norms (Gemma 2/3): ``hook_attn_out``/``hook_mlp_out`` are the post-norms' outputs, what joins the
+residual. Heads, memory values, W_O neurons and MLP neurons stay exact parts of them with the post-norm's scale
+*frozen at its real value* (``ln*_post.hook_scale``, the scale of the real sum at that position): a part's
+contribution is its coefficient / that scale times the effective output row (``vm.weights.W_O``/``W_out``, the
+post-norm's gain folded in). :meth:`Trace.post_scale` gives the divisor (ones without post-norms);
+``hook_z``/``mlp.hook_post`` stay what the modules computed. The parts add up exactly; removing one part is
+then a linear change (the scale is not recomputed), like the frozen logit lens.
 Memory values and neuron contributions are computed on demand from these, so nothing of size
 ``[heads, src, d_model]`` per layer or ``[d_mlp, d_model]`` is kept.
 """
@@ -69,6 +79,14 @@ class Trace:
         d = self.vm.dims
         return torch.arange(d.n_heads, device=self.vm.device) // (d.n_heads // d.n_kv_heads)
 
+    def post_scale(self, layer: int, which: str) -> torch.Tensor:
+        """``[pos, 1]``: the frozen divisor of the post-norm after the attention (``"attn"``) or MLP
+        (``"mlp"``); ones when the block has none. Contribution = coefficient / post_scale * effective row."""
+        name = f"blocks.{layer}.{'ln1_post' if which == 'attn' else 'ln2_post'}.hook_scale"
+        if name in self.values:
+            return self.values[name]
+        return torch.ones(len(self.input_ids), 1, device=self.vm.device)
+
     def resid(self, layer: int, where: str) -> torch.Tensor:
         """Residual at the traced position: ``where`` in pre|mid|post. ``[d_model]``"""
         return self.values[f"blocks.{layer}.hook_resid_{where}"][self.position]
@@ -85,13 +103,14 @@ class Trace:
         heads, sources = heads.to(self.vm.device), sources.to(self.vm.device)
         alpha = self.values[f"blocks.{layer}.attn.hook_pattern"][heads][:, self.position][:, sources]  # [h, s]
         v = self.values[f"blocks.{layer}.attn.hook_v"][sources][:, self.kv_head_of[heads]]  # [s, h, dh]
-        weighted = alpha.unsqueeze(-1) * v.transpose(0, 1)  # [h, s, dh]
+        weighted = alpha.unsqueeze(-1) * v.transpose(0, 1) / self.post_scale(layer, "attn")[self.position]
         return torch.einsum("hsd,hdm->hsm", weighted, self.vm.weights.W_O(layer)[heads])
 
     def neuron_contributions(self, layer: int, neurons) -> torch.Tensor:
         """``m_i * W_out[i]`` for the given MLP neurons at the traced position: ``[k, d_model]``."""
         neurons = torch.as_tensor(neurons, device=self.vm.device)
         coeff = self.values[f"blocks.{layer}.mlp.hook_post"][self.position][neurons]
+        coeff = coeff / self.post_scale(layer, "mlp")[self.position]
         return coeff.unsqueeze(-1) * self.vm.weights.W_out(layer)[neurons]
 
     def wo_neuron_contributions(self, layer: int, neurons) -> torch.Tensor:
@@ -99,6 +118,7 @@ class Trace:
         d = self.vm.dims
         neurons = torch.as_tensor(neurons, device=self.vm.device)
         z = self.values[f"blocks.{layer}.attn.hook_z"][self.position].reshape(-1)[neurons]
+        z = z / self.post_scale(layer, "attn")[self.position]
         W_O = self.vm.weights.W_O(layer).reshape(d.n_heads * d.d_head, d.d_model)
         return z.unsqueeze(-1) * W_O[neurons]
 
@@ -128,10 +148,15 @@ _LAYER_READS = ("ln1.hook_in", "ln1.hook_out", "ln2.hook_in", "ln2.hook_out", "a
                 "hook_mlp_out", "hook_resid_post")
 
 
-def trace_reads(n_layers: int) -> list[str]:
-    """The hook point names a trace reads."""
-    return [f"blocks.{l}.{s}" for l in range(n_layers) for s in _LAYER_READS] + ["ln_final.hook_in",
-                                                                                "ln_final.hook_out"]
+def _post_reads(adapter) -> tuple[str, ...]:
+    return tuple(f"{field}.hook_in" for field in ("ln1_post", "ln2_post") if getattr(adapter, field))
+
+
+def trace_reads(n_layers: int, adapter=None) -> list[str]:
+    """The hook point names a trace reads (with ``adapter``: also its post-norms' inputs)."""
+    per_layer = _LAYER_READS + (_post_reads(adapter) if adapter is not None else ())
+    return [f"blocks.{l}.{s}" for l in range(n_layers) for s in per_layer] + ["ln_final.hook_in",
+                                                                             "ln_final.hook_out"]
 
 
 def trace(vm: VisitModel, prompt: str, position: int | None = None,
@@ -144,7 +169,7 @@ def trace(vm: VisitModel, prompt: str, position: int | None = None,
     """
     input_ids = encode_prompt(vm, prompt)
     pos = resolve_position(position, input_ids.shape[1])
-    logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers), write=interventions)
+    logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers, vm.adapter), write=interventions)
     values = _collect(vm, rec.values, logits[0], pos)
     ids = input_ids[0].tolist()
     return Trace(vm.name, prompt, ids, token_strings(vm.tokenizer, ids), pos, values, vm,
@@ -157,12 +182,18 @@ def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[
     values: dict[str, torch.Tensor] = {}
     for layer in range(d.n_layers):
         p = f"blocks.{layer}"
-        for name in _LAYER_READS:
+        for name in _LAYER_READS + _post_reads(vm.adapter):
             values[f"{p}.{name}"] = raw[f"{p}.{name}"][0].float()
-        for ln, params in (("ln1", w.ln1(layer)), ("ln2", w.ln2(layer))):
+        norms = [("ln1", w.ln1(layer)), ("ln2", w.ln2(layer))]
+        norms += [(ln, params) for ln, params in (("ln1_post", w.post_norm(layer, "attn")),
+                                                  ("ln2_post", w.post_norm(layer, "mlp"))) if params is not None]
+        for ln, params in norms:
             values[f"{p}.{ln}.hook_scale"] = params.scale(values[f"{p}.{ln}.hook_in"])
         values[f"{p}.hook_resid_pre"] = values[f"{p}.ln1.hook_in"]
-        values[f"{p}.attn.hook_result"] = torch.einsum("hd,hdm->hm", values[f"{p}.attn.hook_z"][pos], w.W_O(layer))
+        z = values[f"{p}.attn.hook_z"][pos]
+        if f"{p}.ln1_post.hook_scale" in values:
+            z = z / values[f"{p}.ln1_post.hook_scale"][pos]
+        values[f"{p}.attn.hook_result"] = torch.einsum("hd,hdm->hm", z, w.W_O(layer))
         values[f"{p}.hook_resid_mid"] = (
             values[f"{p}.hook_resid_pre"] + values[f"{p}.hook_attn_out"] if vm.parallel
             else values[f"{p}.ln2.hook_in"]

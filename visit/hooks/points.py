@@ -20,8 +20,12 @@ name                                   features              module (adapter fie
 ``blocks.{l}.hook_mlp_out``            ``[d_model]``         ``mlp``, output
 ``blocks.{l}.hook_resid_post``         ``[d_model]``         the block, output
 ``ln_final.hook_in/out``               ``[d_model]``         ``final_norm``, input / output
-``logits``                             ``[d_vocab]``         the output embedding, output
+``logits``                             ``[d_vocab]``         the output embedding, output (*)
 =====================================  ====================  ==========================================
+
+(*) Models that soft-cap their logits after the unembedding (adapter field ``logit_softcap``, Gemma 2) read and
+write ``logits`` on the model's own output (``.logits``, after the cap), so ``logits`` is always what the
+model returns.
 
 ``hook_pattern`` keeps the module's own ``[batch, heads, dest, src]`` layout and cannot be written (the
 attention probabilities are computed inside the attention module; write ``hook_z`` or a head's q/k instead).
@@ -29,6 +33,11 @@ attention probabilities are computed inside the attention module; write ``hook_z
 tracer derives it, and to change it write ``hook_attn_out``.
 
 Writing an ``ln*.hook_in`` changes only what the norm reads, not the residual stream the block carries on.
+
+Blocks with sandwich norms (adapter fields ``ln1_post``/``ln2_post``, Gemma 2/3) also have
+``blocks.{l}.ln1_post.hook_in/out`` and ``ln2_post.hook_in/out`` (``[d_model]``, that norm's input / output),
+and there ``hook_attn_out``/``hook_mlp_out`` are the post-norms' outputs (what joins the residual stream) rather
+than the attention's / MLP's own outputs (those are ``ln1_post.hook_in``/``ln2_post.hook_in``).
 """
 
 from __future__ import annotations
@@ -69,6 +78,14 @@ _MODEL_POINTS: dict[str, tuple[str, str, str]] = {
     "ln_final.hook_out": ("final_norm", "out", "plain"),
     "logits": ("unembed", "out", "plain"),
 }
+# only for adapters that declare the field (sandwich norms); they also move hook_attn_out / hook_mlp_out
+_POST_NORM_POINTS: dict[str, tuple[str, str, str]] = {
+    "ln1_post.hook_in": ("ln1_post", "in", "plain"),
+    "ln1_post.hook_out": ("ln1_post", "out", "plain"),
+    "ln2_post.hook_in": ("ln2_post", "in", "plain"),
+    "ln2_post.hook_out": ("ln2_post", "out", "plain"),
+}
+_POST_NORM_OUTPUTS = {"hook_attn_out": "ln1_post", "hook_mlp_out": "ln2_post"}
 READ_ONLY = {"attn.hook_pattern"}
 DERIVED = {"hook_resid_mid": "write blocks.{l}.hook_attn_out instead (resid_mid = resid_pre + attn_out)"}
 
@@ -78,7 +95,7 @@ class HookPoint:
     """One named value: ``module`` (a path from the model's root), ``side`` ("in" | "out") and ``view``.
 
     Views: ``plain`` (the tensor itself), ``first`` (element 0 of a tuple output), ``heads`` (``[b, p, H*dh]``
-    viewed as ``[b, p, H, dh]``), ``q``/``k``/``v`` (a slice of the q/k/v projections' outputs, by the
+    viewed as ``[b, p, H, dh]``), ``logits_attr`` (the ``.logits`` of the model's output), ``q``/``k``/``v`` (a slice of the q/k/v projections' outputs, by the
     adapter's ``qkv_layout``), ``pattern`` (element 1 of the attention output).
     """
 
@@ -112,15 +129,21 @@ def _hook_point(adapter, n_layers: int, name: str) -> HookPoint:
         if suffix not in _MODEL_POINTS:
             raise VisitError(f"unknown hook point '{name}'; known: {', '.join(known_names(1))}")
         field, side, view = _MODEL_POINTS[suffix]
+        if field == "unembed" and adapter.logit_softcap:  # the model soft-caps after the unembedding
+            return HookPoint(name, "<root>", "out", "logits_attr", suffix)
         path = "" if field == "unembed" else getattr(adapter, field)
         return HookPoint(name, path if field != "unembed" else "<unembed>", side, view, suffix)
     if suffix in DERIVED:
         raise VisitError(f"'{name}' is derived, not a module boundary: {DERIVED[suffix].format(l=layer)}")
-    if suffix not in _LAYER_POINTS:
+    if suffix in _POST_NORM_POINTS and not getattr(adapter, _POST_NORM_POINTS[suffix][0]):
+        raise VisitError(f"'{name}': this model's blocks have no norm after the attention / MLP")
+    if suffix not in _LAYER_POINTS and suffix not in _POST_NORM_POINTS:
         raise VisitError(f"unknown hook point '{name}'; known per layer: {', '.join(_LAYER_POINTS)}")
     if not 0 <= layer < n_layers:
         raise VisitError(f"layer {layer} is out of range: the model has {n_layers} layers (0..{n_layers - 1})")
-    field, side, view = _LAYER_POINTS[suffix]
+    field, side, view = _LAYER_POINTS.get(suffix) or _POST_NORM_POINTS[suffix]
+    if suffix in _POST_NORM_OUTPUTS and getattr(adapter, _POST_NORM_OUTPUTS[suffix]):
+        field, side, view = _POST_NORM_OUTPUTS[suffix], "out", "plain"
     if field == "qkv":
         index = "qkv".index(view) if adapter.qkv_layout == "separate" else 0
         rel = adapter.qkv[index]
@@ -134,14 +157,19 @@ def _hook_point(adapter, n_layers: int, name: str) -> HookPoint:
     return HookPoint(name, path, side, view, suffix, layer)
 
 
-def known_names(n_layers: int) -> list[str]:
-    """Every hook point name of a model with ``n_layers`` layers."""
-    return list(_MODEL_POINTS) + [f"blocks.{l}.{s}" for l in range(n_layers) for s in _LAYER_POINTS]
+def known_names(n_layers: int, adapter=None) -> list[str]:
+    """Every hook point name of a model with ``n_layers`` layers (with ``adapter``: also its post-norm points)."""
+    suffixes = list(_LAYER_POINTS)
+    if adapter is not None:
+        suffixes += [s for s, (field, _, _) in _POST_NORM_POINTS.items() if getattr(adapter, field)]
+    return list(_MODEL_POINTS) + [f"blocks.{l}.{s}" for l in range(n_layers) for s in suffixes]
 
 
 def module_of(vm, point: HookPoint) -> nn.Module:
     if point.module == "<unembed>":
         return vm.model.get_output_embeddings()
+    if point.module == "<root>":
+        return vm.model
     return get_module(vm.model, point.module)
 
 
@@ -166,6 +194,8 @@ def read(vm, point: HookPoint, value) -> torch.Tensor:
         return value
     if view == "first":
         return value[0] if isinstance(value, tuple) else value
+    if view == "logits_attr":
+        return value.logits
     if view == "pattern":
         if not isinstance(value, tuple) or len(value) < 2 or value[1] is None:
             raise VisitError("the model did not return attention patterns; load it with attn_implementation='eager'")
@@ -190,6 +220,9 @@ def write(vm, point: HookPoint, value, new: torch.Tensor):
         return (new,) + tuple(value[1:]) if isinstance(value, tuple) else new
     if view == "heads":
         return new.reshape(value.shape)
+    if view == "logits_attr":
+        value.logits = new
+        return value
     if view == "pattern":
         raise VisitError(f"'{point.name}' is read only")
     part, _ = _qkv_slice(vm, view)

@@ -32,6 +32,12 @@ class ArchAdapter:
     norm_kind: str  # "layernorm" | "rmsnorm"
     mlp_kind: str  # "plain" | "gated" (act(gate) * up)
     parallel: bool | str = False  # True, False, or a config attribute that decides
+    # "sandwich" norms (Gemma 2/3): a norm on the attention's / the MLP's output before it joins the residual
+    ln1_post: str = ""
+    ln2_post: str = ""
+    norm_offset: float = 0.0  # the norm multiplies by (offset + weight): Gemma stores weight - 1
+    logit_softcap: str = ""  # config attribute: logits = cap * tanh(logits / cap) when set (Gemma 2)
+    embed_scale: str = ""  # "sqrt_d_model": the model multiplies the embedding by sqrt(d_model) (Gemma)
 
     def is_parallel(self, config) -> bool:
         if isinstance(self.parallel, str):
@@ -100,7 +106,56 @@ GPT_NEOX = ArchAdapter(
     parallel="use_parallel_residual",
 )
 
-ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX)
+GEMMA = ArchAdapter(  # Gemma 1: Llama's layout, RMSNorm with (1 + weight), GeGLU, embeddings x sqrt(d_model)
+    family="gemma",
+    model_types=("gemma",),
+    blocks="model.layers",
+    final_norm="model.norm",
+    embed="model.embed_tokens",
+    ln1="input_layernorm",
+    ln2="post_attention_layernorm",
+    attn="self_attn",
+    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    qkv_layout="separate",
+    attn_out="self_attn.o_proj",
+    mlp="mlp",
+    mlp_in=("mlp.gate_proj", "mlp.up_proj"),
+    mlp_out="mlp.down_proj",
+    weight_layout="linear",
+    norm_kind="rmsnorm",
+    mlp_kind="gated",
+    norm_offset=1.0,
+    embed_scale="sqrt_d_model",
+)
+
+# Gemma 2 and 3: sandwich norms (ln1 -> attention -> ln1_post -> +residual; ln2 -> MLP -> ln2_post -> +residual),
+# Gemma 2's final logit soft-capping; Gemma 3's QK-norm lives inside the attention (hook_q/k are read before it)
+GEMMA2 = ArchAdapter(
+    family="gemma2",
+    model_types=("gemma2", "gemma3_text"),
+    blocks="model.layers",
+    final_norm="model.norm",
+    embed="model.embed_tokens",
+    ln1="input_layernorm",
+    ln2="pre_feedforward_layernorm",
+    attn="self_attn",
+    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    qkv_layout="separate",
+    attn_out="self_attn.o_proj",
+    mlp="mlp",
+    mlp_in=("mlp.gate_proj", "mlp.up_proj"),
+    mlp_out="mlp.down_proj",
+    weight_layout="linear",
+    norm_kind="rmsnorm",
+    mlp_kind="gated",
+    ln1_post="post_attention_layernorm",
+    ln2_post="post_feedforward_layernorm",
+    norm_offset=1.0,
+    logit_softcap="final_logit_softcapping",
+    embed_scale="sqrt_d_model",
+)
+
+ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2)
 
 
 def supported_model_types() -> list[str]:

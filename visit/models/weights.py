@@ -3,6 +3,12 @@
 Shapes (TransformerLens conventions): W_O ``[n_heads, d_head, d_model]``, W_out ``[d_mlp, d_model]``,
 W_in ``[d_model, d_mlp]``, W_U ``[d_model, d_vocab]``. Conv1D stores ``[in, out]``, nn.Linear ``[out, in]``;
 :func:`as_in_out` hides that. Nothing here writes to the model: tied embeddings stay intact.
+
+Sandwich norms (Gemma 2/3: ``ln1_post``/``ln2_post`` on the attention's and the MLP's output): ``W_O``, ``b_O``,
+``W_out`` and ``b_out`` are the *effective* output projections with the post-norm's gain ``(1 + w)`` folded in
+(per output feature), so a head's, memory value's or neuron's contribution to the residual is its coefficient
+divided by the post-norm's real scale at that position (``ln*_post.hook_scale``, frozen) times these rows; the
+contributions then add up exactly to what the model added. Without post-norms they are the modules' own weights.
 """
 
 from __future__ import annotations
@@ -63,12 +69,16 @@ class NormParams:
         return y
 
 
-def norm_params(module: nn.Module, kind: str) -> NormParams:
+def norm_params(module: nn.Module, kind: str, offset: float = 0.0) -> NormParams:
+    """The norm's parameters; ``offset`` is added to the stored weight (Gemma multiplies by ``1 + weight``)."""
     eps = getattr(module, "eps", None)
     if eps is None:
         eps = getattr(module, "variance_epsilon")
     bias = getattr(module, "bias", None)
-    return NormParams(kind, module.weight.float(), None if bias is None else bias.float(), float(eps))
+    weight = module.weight.float()
+    if offset:
+        weight = weight + offset
+    return NormParams(kind, weight, None if bias is None else bias.float(), float(eps))
 
 
 class ModelWeights:
@@ -110,21 +120,42 @@ class ModelWeights:
             self._cache[key] = build()
         return self._cache[key]
 
+    def post_gain(self, layer: int, which: str) -> torch.Tensor | None:
+        """``[d_model]``: the gain of the post-norm after the attention (``which="attn"``) or the MLP
+        (``"mlp"``), or None when the block has none."""
+        path = self.adapter.ln1_post if which == "attn" else self.adapter.ln2_post
+        if not path:
+            return None
+        return self.memo(("post_gain", layer, which), lambda: norm_params(
+            self.block_module(layer, path), self.adapter.norm_kind, self.adapter.norm_offset).weight)
+
+    def post_norm(self, layer: int, which: str) -> NormParams | None:
+        """The post-norm after the attention (``"attn"``) or the MLP (``"mlp"``), or None."""
+        path = self.adapter.ln1_post if which == "attn" else self.adapter.ln2_post
+        return norm_params(self.block_module(layer, path), self.adapter.norm_kind,
+                           self.adapter.norm_offset) if path else None
+
+    def _with_gain(self, x: torch.Tensor, layer: int, which: str) -> torch.Tensor:
+        gain = self.post_gain(layer, which)
+        return x if gain is None else x * gain
+
     def W_O(self, layer: int) -> torch.Tensor:
-        """``[n_heads, d_head, d_model]``"""
+        """``[n_heads, d_head, d_model]`` (effective: times the post-norm's gain when there is one)"""
         d = self.dims
         return self.memo(
             ("W_O", layer),
-            lambda: as_in_out(self.block_module(layer, self.adapter.attn_out), self.adapter.weight_layout).reshape(
+            lambda: self._with_gain(as_in_out(self.block_module(layer, self.adapter.attn_out),
+                                              self.adapter.weight_layout), layer, "attn").reshape(
                 d.n_heads, d.d_head, d.d_model
             ),
         )
 
     def b_O(self, layer: int) -> torch.Tensor:
-        """``[d_model]`` (zeros when the model has no output bias)"""
+        """``[d_model]`` (zeros when the model has no output bias; effective like :meth:`W_O`)"""
         return self.memo(
             ("b_O", layer),
-            lambda: bias_or_zeros(self.block_module(layer, self.adapter.attn_out), self.dims.d_model, self.device),
+            lambda: self._with_gain(bias_or_zeros(self.block_module(layer, self.adapter.attn_out),
+                                                  self.dims.d_model, self.device), layer, "attn"),
         )
 
     def _v_slice(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,16 +193,18 @@ class ModelWeights:
         return self.memo(("b_V", layer), build)
 
     def W_out(self, layer: int) -> torch.Tensor:
-        """``[d_mlp, d_model]``: row i is neuron i's value vector."""
+        """``[d_mlp, d_model]``: row i is neuron i's value vector (effective: times the post-norm's gain)."""
         return self.memo(
             ("W_out", layer),
-            lambda: as_in_out(self.block_module(layer, self.adapter.mlp_out), self.adapter.weight_layout),
+            lambda: self._with_gain(as_in_out(self.block_module(layer, self.adapter.mlp_out),
+                                              self.adapter.weight_layout), layer, "mlp"),
         )
 
     def b_out(self, layer: int) -> torch.Tensor:
         return self.memo(
             ("b_out", layer),
-            lambda: bias_or_zeros(self.block_module(layer, self.adapter.mlp_out), self.dims.d_model, self.device),
+            lambda: self._with_gain(bias_or_zeros(self.block_module(layer, self.adapter.mlp_out),
+                                                  self.dims.d_model, self.device), layer, "mlp"),
         )
 
     def W_in(self, layer: int, which: int = 0) -> torch.Tensor:
@@ -182,15 +215,23 @@ class ModelWeights:
         )
 
     def ln1(self, layer: int) -> NormParams:
-        return norm_params(self.block_module(layer, self.adapter.ln1), self.adapter.norm_kind)
+        return norm_params(self.block_module(layer, self.adapter.ln1), self.adapter.norm_kind,
+                           self.adapter.norm_offset)
 
     def ln2(self, layer: int) -> NormParams:
-        return norm_params(self.block_module(layer, self.adapter.ln2), self.adapter.norm_kind)
+        return norm_params(self.block_module(layer, self.adapter.ln2), self.adapter.norm_kind,
+                           self.adapter.norm_offset)
 
     @property
     def final_norm(self) -> NormParams:
         return self.memo("final_norm", lambda: norm_params(get_module(self.model, self.adapter.final_norm),
-                                                          self.adapter.norm_kind))
+                                                          self.adapter.norm_kind, self.adapter.norm_offset))
+
+    @property
+    def logit_softcap(self) -> float | None:
+        """The final logits' soft-capping constant (``logits = cap * tanh(logits / cap)``), or None."""
+        cap = getattr(self.model.config, self.adapter.logit_softcap, None) if self.adapter.logit_softcap else None
+        return float(cap) if cap else None
 
     @property
     def W_U(self) -> torch.Tensor:

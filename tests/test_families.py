@@ -1,0 +1,98 @@
+"""Families added for issue 11 (Gemma 1/2/3 ...): exact decompositions on tiny random configs, their extra hook
+points (sandwich norms, soft-capped logits), resumed passes over sliding-window layers, and the adapters'
+registry. The families of ``FAMILIES`` get all of this through the ``tiny_model`` fixture's tests."""
+
+import pytest
+import torch
+
+from conftest import MORE_FAMILIES
+from test_exactness import PROMPT, assert_close, check_decompositions
+from visit.errors import VisitError
+from visit.hooks import add, known_names, run, zero
+from visit.hooks.resume import Join, record, resume
+from visit.lens import LogitLens
+from visit.models.adapters import ADAPTERS, adapter_for, supported_model_types
+from visit.tracer import trace
+
+
+@pytest.fixture(scope="module", params=MORE_FAMILIES)
+def family_model(request, tiny_factory):
+    return tiny_factory(request.param)
+
+
+def _ids(vm):
+    return torch.tensor([vm.tokenizer(PROMPT).input_ids])
+
+
+def test_decompositions_are_exact(family_model):
+    check_decompositions(family_model, PROMPT)
+    check_decompositions(family_model, PROMPT, position=3)
+
+
+def test_every_hook_point_reads_and_post_norms_join_the_residual(family_model):
+    vm = family_model
+    names = known_names(vm.dims.n_layers, vm.adapter)
+    logits, rec = run(vm, _ids(vm), read=names)
+    assert all(rec[n].shape[0] == 1 for n in names)
+    torch.testing.assert_close(rec["logits"], logits)  # after any soft-capping: what the model returns
+    for layer in range(vm.dims.n_layers):
+        p = f"blocks.{layer}"
+        mid = rec[f"{p}.hook_resid_pre"] + rec[f"{p}.hook_attn_out"]
+        torch.testing.assert_close(rec[f"{p}.hook_resid_post"], mid + rec[f"{p}.hook_mlp_out"])
+        if vm.adapter.ln1_post:
+            torch.testing.assert_close(rec[f"{p}.hook_attn_out"], rec[f"{p}.ln1_post.hook_out"])
+            torch.testing.assert_close(rec[f"{p}.hook_mlp_out"], rec[f"{p}.ln2_post.hook_out"])
+
+
+def test_zeroed_head_and_frozen_post_norm_scale(family_model):
+    """With a head zeroed, the attention output is the other heads' z / post-norm scale @ effective W_O."""
+    vm, layer, head = family_model, 1, 2
+    p = f"blocks.{layer}"
+    tr = trace(vm, PROMPT, interventions=[zero(f"{p}.attn.hook_z", index=(head,))])
+    z = tr[f"{p}.attn.hook_z"]
+    assert bool((z[:, head] == 0).all())
+    expected = torch.einsum("phd,hdm->pm", z / tr.post_scale(layer, "attn").unsqueeze(-1), vm.weights.W_O(layer))
+    assert_close(tr[f"{p}.hook_attn_out"], expected + vm.weights.b_O(layer))
+
+
+def test_post_norm_points_are_refused_without_post_norms(tiny_factory):
+    vm = tiny_factory("llama")
+    with pytest.raises(VisitError, match="no norm after"):
+        run(vm, _ids(vm), read=["blocks.0.ln1_post.hook_in"])
+
+
+def test_soft_capped_lens_and_logits(tiny_factory):
+    vm = tiny_factory("gemma2")
+    cap = vm.weights.logit_softcap
+    tr = trace(vm, PROMPT)
+    assert cap is not None and float(tr["logits"].abs().max()) < cap  # the cap bends the tiny model's logits
+    lens = LogitLens.for_trace(tr)
+    raw = lens.normed(tr["ln_final.hook_in"][-1:], "renorm") @ vm.weights.W_U
+    assert float((raw.abs().max() - tr["logits"].abs().max())) > 0.01  # uncapped logits differ ...
+    assert_close(lens.logits(tr["ln_final.hook_in"][-1:])[0], tr["logits"][-1])  # ... the lens caps them
+
+
+@pytest.mark.xfail(strict=True, reason="visit/hooks/resume.py replays block 0's call (its mask and rotary "
+                   "embeddings) for every block, but Gemma 2/3 pass per-layer-type ones (sliding vs full), and "
+                   "its logits skip the final soft-capping; for the hook layer's owner")
+def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory):
+    vm = tiny_factory("gemma3")
+    ids = _ids(vm)[0]
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(vm.dims.n_layers)]
+    t = len(ids) - 3  # beyond the 4-token window of the sliding layers
+    with torch.no_grad():
+        rec = record(vm, ids, rows=1, read=names)
+        delta = torch.randn(vm.dims.d_model, generator=torch.Generator().manual_seed(0))
+        hidden = rec.read[names[1]][0, t:].clone()
+        hidden[0] += delta
+        logits, _ = resume(vm, rec, t, [Join(1, hidden, source=0)])
+        full, _ = run(vm, ids[None], write=[add(names[1], delta, positions=t)])
+    torch.testing.assert_close(logits[0], full[0, -1], atol=1e-4, rtol=0)
+
+
+def test_registry_maps_every_model_type_once():
+    types = [t for a in ADAPTERS for t in a.model_types]
+    assert len(types) == len(set(types)) and sorted(types) == supported_model_types()
+    assert {"gemma", "gemma2", "gemma3_text"} <= set(types)
+    with pytest.raises(VisitError, match="supported model types: .*gemma"):
+        adapter_for("mamba")
