@@ -36,10 +36,40 @@ def test_local_directory_round_trip(tiny_factory, tmp_path):
 
 
 def test_every_family_has_an_adapter():
-    for model_type in ("gpt2", "llama", "mistral", "qwen2", "gpt_neox"):
+    for model_type in ("gpt2", "llama", "mistral", "qwen2", "gpt_neox", "gemma", "gemma2", "gemma3_text"):
         assert adapter_for(model_type).model_types
 
 
 def test_bad_dtype_is_a_clear_error():
     with pytest.raises(VisitError, match="dtype"):
         load_model("default", dtype="float8")
+
+
+def test_gguf_file_and_directory_load_trace_exactly_and_are_cached(tmp_path, monkeypatch):
+    from gguf_support import tiny_llama, write_llama_gguf
+    from test_exactness import PROMPT, check_decompositions
+    from visit.models import loading
+
+    monkeypatch.setenv("VISIT_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = write_llama_gguf(tiny_llama(), folder / "tiny.gguf")
+    vm = load_model(str(path))
+    assert vm.adapter.family == "llama" and vm.name == "tiny.gguf" and vm.dims.d_vocab == 257
+    check_decompositions(vm, PROMPT)
+    converted = list((tmp_path / "cache" / "gguf").glob("tiny-*-fp32/model.safetensors"))
+    assert len(converted) == 1
+    monkeypatch.setattr(loading, "convert_gguf", lambda *a, **k: pytest.fail("converted twice"))
+    again = load_model(str(folder))  # a directory holding one GGUF: the same cached checkpoint
+    assert again.dims == vm.dims
+
+
+def test_gguf_of_an_unsupported_architecture_names_the_supported_ones(tmp_path, monkeypatch):
+    from gguf_support import tiny_llama, write_llama_gguf
+
+    monkeypatch.setenv("VISIT_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_llama_gguf(tiny_llama(), tmp_path / "odd.gguf", architecture="bert")
+    with pytest.raises(VisitError) as info:
+        load_model(str(path))
+    message = str(info.value)
+    assert "odd.gguf" in message and "gemma3_text" in message and "llama" in message and "\n" not in message

