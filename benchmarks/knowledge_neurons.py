@@ -45,7 +45,11 @@ def main(argv=None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--rows", type=int, default=None, help="rows per resumed pass (default: the library's)")
     ap.add_argument("--skip-full", action="store_true", help="time only the batched method")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads (1 avoids OpenMP thrashing when other processes load the cores)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     vm = load_model(args.model)
     tid = resolve_target(vm.tokenizer, args.target).id
