@@ -93,6 +93,57 @@ def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory):
 def test_registry_maps_every_model_type_once():
     types = [t for a in ADAPTERS for t in a.model_types]
     assert len(types) == len(set(types)) and sorted(types) == supported_model_types()
-    assert {"gemma", "gemma2", "gemma3_text"} <= set(types)
+    assert {"gemma", "gemma2", "gemma3_text", "qwen3"} <= set(types)
     with pytest.raises(VisitError, match="supported model types: .*gemma"):
         adapter_for("mamba")
+
+
+def test_attribution_scores_the_contributions_through_the_post_norm(tiny_factory):
+    """Neuron and memory-value scores are the log-prob increases of the exact contributions (post-norm frozen)."""
+    from visit.attribution.fast import ffn_neuron_scores
+    from visit.attribution.logprob import (FrozenLens, attn_neuron_coefficients, attn_neuron_logprob_increase_brute,
+                                           ffn_neuron_logprob_increase_brute, increase_of_vectors)
+
+    vm = tiny_factory("gemma3")
+    tr = trace(vm, PROMPT)
+    target = int(tr["logits"][tr.position].argmax())
+    lens, layer, d = FrozenLens.for_trace(tr), 1, vm.dims
+    ffn = ffn_neuron_logprob_increase_brute(tr, target)
+    direct = increase_of_vectors(lens, tr.resid(layer, "mid"), tr.neuron_contributions(layer, range(d.d_mlp)), target)
+    assert_close(ffn[layer], direct)
+    fast = ffn_neuron_scores(tr, target, k=10)
+    top = ffn.reshape(-1).topk(10).indices
+    assert_close(fast.scores.reshape(-1)[top], ffn.reshape(-1)[top])
+    coeff = attn_neuron_coefficients(tr, layer).reshape(-1, d.n_heads, d.d_head)  # [src, H, dh]
+    memory = torch.einsum("shj,hjm->hsm", coeff, vm.weights.W_O(layer))  # summed over each head's dims
+    assert_close(memory, tr.memory_values(layer))  # == alpha v W_O / scale, exact parts of the head (above)
+    attn = attn_neuron_logprob_increase_brute(tr, target)[layer]  # [H, dh, src]
+    vec = coeff[2, 1, 3] * vm.weights.W_O(layer)[1, 3]
+    assert_close(attn[1, 3, 2], increase_of_vectors(lens, tr.resid(layer, "pre"), vec[None], target)[0])
+
+
+@pytest.mark.slow
+def test_gemma3_270m_decomposes_exactly_and_knows_tokyo(gemma_model):
+    tr = check_decompositions(gemma_model, "The capital of Japan is")
+    top = int(tr["logits"][tr.position].argmax())
+    assert gemma_model.tokenizer.decode([top]) == " Tokyo"
+    assert gemma_model.adapter.ln1_post and gemma_model.dims.d_vocab == 262144
+
+
+@pytest.mark.slow
+def test_gemma3_270m_from_the_cli(gemma_model, monkeypatch, tmp_path, capsys):
+    """``--model gemma3-270m`` in the CLI: trace and graph (the session's model stands in for the load)."""
+    import json
+
+    import visit.models
+    from visit.cli import main
+
+    asked = []
+    monkeypatch.setattr(visit.models, "load_model", lambda name, **kw: asked.append(name) or gemma_model)
+    out = tmp_path / "trace.json"
+    assert main(["trace", "The capital of Japan is", "--model", "gemma3-270m", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["top"][0]["token"] == " Tokyo"
+    graph = tmp_path / "graph.json"
+    assert main(["graph", "The capital of Japan is", "--model", "gemma3-270m", "--layers", "15-17",
+                 "--json", str(graph)]) == 0
+    assert asked == ["gemma3-270m", "gemma3-270m"] and json.loads(graph.read_text())["nodes"]

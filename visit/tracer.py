@@ -31,7 +31,8 @@ residual. Heads, memory values, W_O neurons and MLP neurons stay exact parts of 
 *frozen at its real value* (``ln*_post.hook_scale``, the scale of the real sum at that position): a part's
 contribution is its coefficient / that scale times the effective output row (``vm.weights.W_O``/``W_out``, the
 post-norm's gain folded in). :meth:`Trace.post_scale` gives the divisor (ones without post-norms);
-``hook_z``/``mlp.hook_post`` stay what the modules computed. The parts add up exactly; removing one part is
+``hook_z``/``mlp.hook_post`` stay what the modules computed, and :meth:`Trace.z_coefficients` /
+:meth:`Trace.mlp_coefficients` are the coefficients of the effective rows (use these for contributions). The parts add up exactly; removing one part is
 then a linear change (the scale is not recomputed), like the frozen logit lens.
 Memory values and neuron contributions are computed on demand from these, so nothing of size
 ``[heads, src, d_model]`` per layer or ``[d_mlp, d_model]`` is kept.
@@ -87,6 +88,20 @@ class Trace:
             return self.values[name]
         return torch.ones(len(self.input_ids), 1, device=self.vm.device)
 
+    def mlp_coefficients(self, layer: int) -> torch.Tensor:
+        """``[pos, d_mlp]``: the MLP neurons' coefficients of their (effective) ``W_out`` rows: ``mlp.hook_post``,
+        divided by the post-norm's frozen scale when there is one."""
+        post = self.values[f"blocks.{layer}.mlp.hook_post"]
+        name = f"blocks.{layer}.ln2_post.hook_scale"
+        return post / self.values[name] if name in self.values else post
+
+    def z_coefficients(self, layer: int) -> torch.Tensor:
+        """``[pos, n_heads, d_head]``: the coefficients of the (effective) ``W_O`` rows: ``attn.hook_z``, divided
+        by the post-norm's frozen scale when there is one."""
+        z = self.values[f"blocks.{layer}.attn.hook_z"]
+        name = f"blocks.{layer}.ln1_post.hook_scale"
+        return z / self.values[name].unsqueeze(-1) if name in self.values else z
+
     def resid(self, layer: int, where: str) -> torch.Tensor:
         """Residual at the traced position: ``where`` in pre|mid|post. ``[d_model]``"""
         return self.values[f"blocks.{layer}.hook_resid_{where}"][self.position]
@@ -109,16 +124,14 @@ class Trace:
     def neuron_contributions(self, layer: int, neurons) -> torch.Tensor:
         """``m_i * W_out[i]`` for the given MLP neurons at the traced position: ``[k, d_model]``."""
         neurons = torch.as_tensor(neurons, device=self.vm.device)
-        coeff = self.values[f"blocks.{layer}.mlp.hook_post"][self.position][neurons]
-        coeff = coeff / self.post_scale(layer, "mlp")[self.position]
+        coeff = self.mlp_coefficients(layer)[self.position][neurons]
         return coeff.unsqueeze(-1) * self.vm.weights.W_out(layer)[neurons]
 
     def wo_neuron_contributions(self, layer: int, neurons) -> torch.Tensor:
         """``z_i * W_O[i]`` for W_O neurons (flattened head*d_head index): ``[k, d_model]``."""
         d = self.vm.dims
         neurons = torch.as_tensor(neurons, device=self.vm.device)
-        z = self.values[f"blocks.{layer}.attn.hook_z"][self.position].reshape(-1)[neurons]
-        z = z / self.post_scale(layer, "attn")[self.position]
+        z = self.z_coefficients(layer)[self.position].reshape(-1)[neurons]
         W_O = self.vm.weights.W_O(layer).reshape(d.n_heads * d.d_head, d.d_model)
         return z.unsqueeze(-1) * W_O[neurons]
 

@@ -64,7 +64,7 @@ def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int | None 
     ranked = any(m in ("inv_rank", "coef_inv_rank") for m in methods)
     out = {name: [] for name in methods}
     for layer in range(trace.n_layers):
-        coeff = trace[f"blocks.{layer}.mlp.hook_post"][pos]
+        coeff = trace.mlp_coefficients(layer)[pos]
         W_out = weights.W_out(layer)
         norm = W_out.norm(dim=-1)
         rows = {"logp_increase": [], "logp": [], "inv_rank": []}

@@ -255,7 +255,7 @@ class NeuronScores:
 
 def ffn_groups(trace) -> list[NeuronGroup]:
     w, pos = trace.vm.weights, trace.position
-    return [NeuronGroup(trace.resid(l, "mid"), w.W_out(l), trace[f"blocks.{l}.mlp.hook_post"][pos].unsqueeze(0),
+    return [NeuronGroup(trace.resid(l, "mid"), w.W_out(l), trace.mlp_coefficients(l)[pos].unsqueeze(0),
                         ("ffn", l)) for l in range(trace.n_layers)]
 
 

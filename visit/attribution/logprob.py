@@ -249,7 +249,7 @@ def ffn_neuron_logprob_increase_brute(trace, target_id: int) -> torch.Tensor:
     lens = FrozenLens.for_trace(trace)
     rows = []
     for layer in range(trace.n_layers):
-        coeff = trace[f"blocks.{layer}.mlp.hook_post"][trace.position]
+        coeff = trace.mlp_coefficients(layer)[trace.position]
         rows.append(increase_of_scaled(lens, trace.resid(layer, "mid"), trace.vm.weights.W_out(layer), coeff,
                                        target_id))
     return torch.stack(rows)
@@ -263,6 +263,7 @@ def attn_neuron_coefficients(trace, layer: int) -> torch.Tensor:
     pos = trace.position
     alpha = trace[f"blocks.{layer}.attn.hook_pattern"][:, pos, :pos + 1]  # [H, src]
     v = trace[f"blocks.{layer}.attn.hook_v"][:pos + 1][:, trace.kv_head_of]  # [src, H, dh]
+    v = v / trace.post_scale(layer, "attn")[pos]  # a post-norm's frozen scale (Gemma 2/3), else 1
     return (alpha.T.unsqueeze(-1) * v).reshape(pos + 1, -1)
 
 

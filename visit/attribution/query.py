@@ -71,7 +71,7 @@ def query_scores(trace, layer: int, neuron: int, which: str = "gate", top: int =
     layers = [{"part": part, "layer": l, "score": float(v @ K)} for part, l, v in _reads(trace, layer)]
     pre_activation = sum(e["score"] for e in layers) + constant
     layers.sort(key=lambda e: e["score"], reverse=True)
-    ffn_scores = torch.stack([trace[f"blocks.{l}.mlp.hook_post"][pos] * (trace.vm.weights.W_out(l) @ K)
+    ffn_scores = torch.stack([trace.mlp_coefficients(l)[pos] * (trace.vm.weights.W_out(l) @ K)
                               for l in range(layer)]) if layer else torch.zeros(0, d.d_mlp)
     neurons = []
     if ffn_scores.numel():

@@ -90,10 +90,10 @@ def attn_query_scores(trace, layer: int, head: int, dim: int, top: int = 20) -> 
     neurons, heads = [], []
     if layer:
         # [layer, S, d_mlp]: m_i[s] * (W_out[i] . K) * alpha_s / scale_s, sign-adjusted
-        per = torch.stack([trace[f"blocks.{l}.mlp.hook_post"][:S] * (w.W_out(l) @ K) for l in range(layer)])
+        per = torch.stack([trace.mlp_coefficients(l)[:S] * (w.W_out(l) @ K) for l in range(layer)])
         neurons = [{"layer": l, "index": n, "score": v, "best_source": s_best, "best_score": b}
                    for l, n, v, s_best, b in _top_summed_over_sources(sign * per * coef[None, :, None], top)]
-        hs = torch.stack([torch.einsum("shd,hd->sh", trace[f"blocks.{l}.attn.hook_z"][:S], w.W_O(l) @ K)
+        hs = torch.stack([torch.einsum("shd,hd->sh", trace.z_coefficients(l)[:S], w.W_O(l) @ K)
                           for l in range(layer)])  # [layer, S, H]
         heads = [{"layer": l, "head": h, "score": v, "best_source": s_best}
                  for l, h, v, s_best, _ in _top_summed_over_sources(sign * hs * coef[None, :, None], top)]
@@ -187,7 +187,7 @@ def attn_query_ffn_neurons(trace, neurons, weights=None, weighting: str = "share
     for l in range(d.n_layers - 1, -1, -1):
         if l + 1 in queries:
             R = R + queries[l + 1]
-        out[l] = (trace[f"blocks.{l}.mlp.hook_post"][:S] * (R @ w.W_out(l).T)).T
+        out[l] = (trace.mlp_coefficients(l)[:S] * (R @ w.W_out(l).T)).T
         if with_layers:
             for part, name in (("ffn", "hook_mlp_out"), ("attn", "hook_attn_out")):
                 score = float((trace[f"blocks.{l}.{name}"][:S] * R).sum())

@@ -79,14 +79,15 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
         for v, flat in zip(vals.tolist(), idx.tolist()):
             c = [int(x) for x in torch.unravel_index(torch.tensor(flat), res.scores.shape)]
             layer, h, j = c[:3]
-            coeff = trace[f"blocks.{layer}.attn.hook_z"][pos, h, j]
+            coeff = trace.z_coefficients(layer)[pos, h, j]
             e = {"kind": "attn_neuron" if per_source else "wo_neuron", "layer": layer, "head": h, "index": j,
                  "score": v, "node": f"L{layer}.WO{h * d.d_head + j}"}
             if per_source:
                 e["position"] = c[3]
                 e["node"] = f"L{layer}.H{h}.mem{c[3]}"
                 coeff = (trace[f"blocks.{layer}.attn.hook_pattern"][h, pos, c[3]]
-                         * trace[f"blocks.{layer}.attn.hook_v"][c[3], int(trace.kv_head_of[h]), j])
+                         * trace[f"blocks.{layer}.attn.hook_v"][c[3], int(trace.kv_head_of[h]), j]
+                         / trace.post_scale(layer, "attn")[pos, 0])
             e["_vec"] = coeff * w.W_O(layer)[h, j]
             entries.append(e)
     if kind in ("layer", "head"):

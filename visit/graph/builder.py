@@ -185,6 +185,7 @@ def memory_vectors(trace, layer: int, memory: dict[int, list[int]]) -> dict[tupl
     alpha = trace[f"{p}.attn.hook_pattern"][heads, pos, srcs]  # [P]
     v = trace[f"{p}.attn.hook_v"][srcs, trace.kv_head_of[heads]]  # [P, dh]
     W_O = trace.vm.weights.W_O(layer)[heads]  # [P, dh, d_model]
+    alpha = alpha / trace.post_scale(layer, "attn")[pos]  # a post-norm's frozen scale (Gemma 2/3), else 1
     out = torch.bmm((alpha.unsqueeze(-1) * v).unsqueeze(1), W_O).squeeze(1)  # [P, d_model]
     return dict(zip(pairs, out))
 
@@ -203,6 +204,13 @@ def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
     if outside:
         notes.append(f"outside the layer range, not shown: {', '.join(outside)}")
     selection = select(trace, settings, target_id, layers, forced)
+    if settings.prune_by == "circuit":
+        from visit.graph.selection import circuit_selection
+
+        heads, neurons, share = circuit_selection(trace, target_id, layers, settings.circuit_share)
+        notes.append(f"circuit: {sum(map(len, heads.values()))} heads and {sum(map(len, neurons.values()))} MLP "
+                     f"neurons carry {100 * share:.1f}% of the increase of log p(target) over "
+                     f"layers {layers[0]}-{layers[-1]} (asked: {100 * settings.circuit_share:.0f}%)")
     prev = None
     for layer in layers:
         prev = b.block(layer, selection[layer], prev)

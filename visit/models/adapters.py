@@ -67,7 +67,7 @@ GPT2 = ArchAdapter(
 
 LLAMA = ArchAdapter(
     family="llama",
-    model_types=("llama", "mistral", "qwen2"),
+    model_types=("llama", "mistral", "qwen2", "qwen3"),  # Qwen3's QK-norm is inside the attention (after hook_q/k)
     blocks="model.layers",
     final_norm="model.norm",
     embed="model.embed_tokens",
