@@ -25,7 +25,7 @@ class LayerSelection:
     heads: list[int]  # in display order (by score, best first)
     memory: dict[int, list[int]]  # head -> source positions (by attention weight, best first)
     wo_neurons: list[int]  # flattened head * d_head index
-    neurons: dict[int, str] = field(default_factory=dict)  # neuron -> role: top|bottom|included|flagged
+    neurons: dict[int, str] = field(default_factory=dict)  # neuron -> role: top|bottom|circuit|included|flagged
 
 
 @dataclass
@@ -71,12 +71,46 @@ def _check(ok: bool, node_id: str, why: str) -> None:
 
 
 def attribution_scores(trace, target_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``([n_layers, n_heads], [n_layers, d_mlp])`` exact log-prob increases, from :mod:`visit.attribution`."""
-    try:
-        from visit.attribution import ffn_neuron_logprob_increase, head_logprob_increase
-    except ImportError:
-        raise VisitError("attribution is not available in this installation; prune by activation instead") from None
-    return head_logprob_increase(trace, target_id), ffn_neuron_logprob_increase(trace, target_id)
+    """``([n_layers, n_heads], [n_layers, d_mlp])`` exact log-prob increases, from :mod:`visit.attribution`
+    (memoised per trace: re-drawing with other knobs costs nothing)."""
+    from visit.attribution import ffn_neuron_logprob_increase, head_logprob_increase
+    from visit.attribution.cache import memo
+
+    heads = memo(trace, ("head_contract", target_id), lambda: head_logprob_increase(trace, target_id))
+    return heads, ffn_neuron_logprob_increase(trace, target_id)
+
+
+def circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
+    """``({layer: [heads]}, {layer: [neurons]}, kept share)``: the circuit of :mod:`visit.graph.circuit`."""
+    from visit.attribution.cache import memo
+
+    return memo(trace, ("circuit", target_id, layers.start, layers.stop, float(share)),
+                lambda: _circuit_selection(trace, target_id, layers, share))
+
+
+def _circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
+    from visit.graph.circuit import circuit, kept_share
+
+    head_scores, neuron_scores = attribution_scores(trace, target_id)
+    scores = {}
+    for layer in layers:
+        hs = head_scores[layer].float().cpu()
+        for h in torch.nonzero(hs > 0).flatten().tolist():
+            scores[("H", layer, h)] = float(hs[h])
+        ns = neuron_scores[layer].float().cpu()
+        positive = torch.nonzero(ns > 0).flatten()
+        for i, v in zip(positive.tolist(), ns[positive].tolist()):
+            scores[("N", layer, i)] = v
+    from visit.attribution import layer_logprob_increase
+
+    steps = layer_logprob_increase(trace, target_id)
+    total = float(sum(steps["attn"][layer] + steps["ffn"][layer] for layer in layers))
+    kept = circuit(scores, share, total)
+    heads: dict[int, list[int]] = {}
+    neurons: dict[int, list[int]] = {}
+    for kind, layer, index in kept:
+        (heads if kind == "H" else neurons).setdefault(layer, []).append(index)
+    return heads, neurons, kept_share(scores, kept, total)
 
 
 def _top(scores: torch.Tensor, k: int, largest: bool = True) -> list[int]:
@@ -86,9 +120,11 @@ def _top(scores: torch.Tensor, k: int, largest: bool = True) -> list[int]:
 
 def select(trace, settings: GraphSettings, target_id: int, layers: range, forced: Forced) -> dict[int, LayerSelection]:
     d, pos = trace.vm.dims, trace.position
-    head_scores = neuron_scores = None
+    head_scores = neuron_scores = circuit_heads = circuit_neurons = None
     if settings.prune_by == "attribution":
         head_scores, neuron_scores = attribution_scores(trace, target_id)
+    elif settings.prune_by == "circuit":
+        circuit_heads, circuit_neurons, _ = circuit_selection(trace, target_id, layers, settings.circuit_share)
     flagged = settings.flagged_neurons
     out = {}
     for layer in layers:
@@ -96,7 +132,10 @@ def select(trace, settings: GraphSettings, target_id: int, layers: range, forced
         head_rank = (head_scores[layer].to(torch.float32).cpu() if head_scores is not None
                      else trace[f"{p}.attn.hook_result"].norm(dim=-1).cpu())
         heads = head_rank.argsort(descending=True).tolist()
-        if settings.heads_per_layer is not None:
+        if circuit_heads is not None:
+            keep = set(circuit_heads.get(layer, [])) | {h for (l, h) in forced.heads if l == layer}
+            heads = [h for h in heads if h in keep]
+        elif settings.heads_per_layer is not None:
             keep = set(heads[:settings.heads_per_layer]) | {h for (l, h) in forced.heads if l == layer}
             heads = [h for h in heads if h in keep]
         pattern = trace[f"{p}.attn.hook_pattern"][:, pos, :pos + 1].cpu()  # [H, src]
@@ -111,10 +150,14 @@ def select(trace, settings: GraphSettings, target_id: int, layers: range, forced
         coeff = (neuron_scores[layer].to(torch.float32).cpu() if neuron_scores is not None
                  else trace[f"{p}.mlp.hook_post"][pos].cpu())
         neurons: dict[int, str] = {}
-        for i in _top(coeff, settings.mlp_top):
-            neurons[i] = "top"
-        for i in _top(coeff, settings.mlp_bottom, largest=False):
-            neurons.setdefault(i, "bottom")
+        if circuit_neurons is not None:
+            for i in circuit_neurons.get(layer, []):
+                neurons[i] = "circuit"
+        else:
+            for i in _top(coeff, settings.mlp_top):
+                neurons[i] = "top"
+            for i in _top(coeff, settings.mlp_bottom, largest=False):
+                neurons.setdefault(i, "bottom")
         for (l, i) in sorted(forced.neurons):
             if l == layer:
                 neurons.setdefault(i, "included")

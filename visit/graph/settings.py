@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from visit.errors import VisitError
 
-PRUNE_BY = ("activation", "attribution")
+PRUNE_BY = ("activation", "attribution", "circuit")
 _INT_FIELDS = ("layer_start", "layer_end", "heads_per_layer", "memory_per_head", "wo_neurons", "mlp_top",
                "mlp_bottom", "top_k")
 
@@ -35,6 +35,7 @@ class GraphSettings:
     highlight: tuple[str, ...] = ()
     flagged_neurons: dict = field(default_factory=dict)
     top_k: int = 5  # tokens kept per node in the graph (node_details shows 20)
+    circuit_share: float = 0.8  # prune_by="circuit": the share of the positive log-prob increase kept
 
     def layers(self, n_layers: int) -> range:
         """The inclusive layer range as a ``range``; raises :class:`VisitError` when out of bounds."""
@@ -68,10 +69,16 @@ class GraphSettings:
             raise VisitError(f"min_edge_score must be a number, not {self.min_edge_score!r}") from None
         if min_score < 0 or min_score != min_score:
             raise VisitError(f"min_edge_score must be >= 0, not {self.min_edge_score!r}")
+        try:
+            share = float(self.circuit_share)
+        except (TypeError, ValueError):
+            raise VisitError(f"circuit_share must be a number, not {self.circuit_share!r}") from None
+        if not 0 < share <= 1:
+            raise VisitError(f"circuit_share must be more than 0 and at most 1, not {self.circuit_share!r}")
         if self.prune_by not in PRUNE_BY:
             raise VisitError(f"prune_by must be one of {', '.join(PRUNE_BY)}, not {self.prune_by!r}")
         self.layers(n_layers)
-        return replace(self, min_edge_score=min_score, include=tuple(self.include), highlight=tuple(self.highlight),
+        return replace(self, min_edge_score=min_score, circuit_share=share, include=tuple(self.include), highlight=tuple(self.highlight),
                        flagged_neurons=normalise_flags(self.flagged_neurons))
 
     def as_dict(self) -> dict:
