@@ -81,3 +81,20 @@ def test_changes_without_a_new_pass_are_patches(served, monkeypatch):
     assert calls == []
     client.trace(session, "The capital of Italy is")  # a new prompt needs a pass
     assert calls == [1]
+
+
+def test_pruning_mode_is_a_click_apart(served, monkeypatch):
+    server, app, vm = served
+    client, session = DashClient(server.url), DashClient.new_session()
+    client.trace(session, PROMPT)
+    calls = traces_counted(monkeypatch)
+    values = {f"{ids.SESSION}.data": session, f"{ids.PROMPT}.value": PROMPT, f"{ids.PRUNE_BY}.value": "circuit",
+              f"{ids.CIRCUIT_SHARE}.value": 0.5, f"{ids.SHOW_NORMS}.value": ["on"]}
+    out = client.call(f"{ids.GRAPH}.figure", f"{ids.PRUNE_BY}.value", values)
+    assert is_patch(out[f"{ids.GRAPH}.figure"]) and calls == []
+    analysis = app.visit_sessions.analysis(session)
+    assert (analysis.settings.prune_by, analysis.settings.circuit_share) == ("circuit", 0.5)
+    assert any(n.startswith("circuit:") for n in analysis.notes)
+    assert all(a["role"] == "circuit" for _, a in analysis.graph.nodes(data=True) if a["kind"] == "neuron")
+    fresh = DashClient.new_session()  # nothing traced yet: the radio alone does nothing
+    assert client.call(f"{ids.GRAPH}.figure", f"{ids.PRUNE_BY}.value", {**values, f"{ids.SESSION}.data": fresh}) == {}

@@ -46,6 +46,8 @@ TRIGGERS = dict(
     clear_marks=Input(ids.CLEAR_MARKS, "n_clicks"),
     model_load=Input(ids.MODEL_LOAD, "n_clicks"),
     model_enter=Input(ids.MODEL_INPUT, "n_submit"),
+    prune_by=Input(ids.PRUNE_BY, "value"),  # a click apart: the pruning mode re-draws at once (no new pass)
+    circuit_share=Input(ids.CIRCUIT_SHARE, "value"),
 )
 CONTROLS = dict(
     session_id=State(ids.SESSION, "data"),
@@ -55,7 +57,6 @@ CONTROLS = dict(
     layer_start=State(ids.LAYER_START, "value"),
     layer_end=State(ids.LAYER_END, "value"),
     knobs={name: State(cid, "value") for name, cid in ids.KNOBS.items()},
-    prune_by=State(ids.PRUNE_BY, "value"),
     show_norms=State(ids.SHOW_NORMS, "value"),
     model_name=State(ids.MODEL_INPUT, "value"),
     relayout=State(ids.GRAPH, "relayoutData"),
@@ -115,6 +116,8 @@ def register(app, registry, sessions, analyze):
                     out["figure"] = fast.patch_highlight(state, request.settings.highlight)
                     return out
             else:
+                if trigger in (ids.PRUNE_BY, ids.CIRCUIT_SHARE) and state.request is None:
+                    return unchanged()  # nothing traced yet: the mode applies to the next trace
                 if trigger == ids.CLEAR_MARKS:
                     state.marks = {}
                     if state.request is None:
@@ -131,8 +134,9 @@ def register(app, registry, sessions, analyze):
                     chip_id = preds[index]["id"]
                 request = make_request(
                     vm, prompt=controls["prompt"], target=target, position=position,
-                    layer_start=controls["layer_start"], layer_end=controls["layer_end"], knobs=controls["knobs"],
-                    prune_by=controls["prune_by"], show_norms="on" in (controls["show_norms"] or []),
+                    layer_start=controls["layer_start"], layer_end=controls["layer_end"],
+                    knobs={**controls["knobs"], "circuit_share": triggers["circuit_share"]},
+                    prune_by=triggers["prune_by"], show_norms="on" in (controls["show_norms"] or []),
                     marks=state.marks)
                 if chip_id is not None:
                     request = replace(request, target_id=chip_id)

@@ -95,9 +95,14 @@ def build_settings(base, *, layer_start=None, layer_end=None, knobs: dict | None
         changes["min_edge_score"] = parse_float(knobs["min_edge_score"], "the minimum edge score", minimum=0.0,
                                                 blank=0.0)
     if prune_by is not None:
-        if prune_by not in ("activation", "attribution"):
-            raise VisitError(f"prune by '{prune_by}'? choose activation or attribution")
+        if prune_by not in ("activation", "attribution", "circuit"):
+            raise VisitError(f"prune by '{prune_by}'? choose activation, attribution or circuit")
         changes["prune_by"] = prune_by
+    if knobs.get("circuit_share") is not None:
+        changes["circuit_share"] = parse_float(knobs["circuit_share"], "the circuit share", minimum=0.01,
+                                               blank=0.8)
+        if changes["circuit_share"] > 1:
+            raise VisitError("the circuit share is at most 1 (100%)")
     if show_norms is not None:
         changes["show_norms"] = bool(show_norms)
     changes.update(marks or {})

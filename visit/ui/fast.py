@@ -5,8 +5,8 @@
   :func:`register_completion` then adds the other layers from the same trace and patches the figure's
   traces in (``dash.Patch``), keeping the user's zoom.
 - A change that needs no new forward pass (pruning knobs, layer range, included/flagged nodes, prune mode)
-  re-draws from the session's trace (:func:`visit.pipeline.redraw`; node lens rows are cached per trace)
-  and sends only the figure's traces.
+  re-draws from the session's trace (:func:`visit.pipeline.redraw`; node lens rows are cached per trace),
+  again first on the last layers, and sends only the figure's traces; the completion follows as above.
 - A highlight changes one trace (the figure's last, :func:`visit.render.figure.highlight_trace`).
 """
 
@@ -50,10 +50,11 @@ def first_view(analyze, vm, request):
 
 
 def redraw(analysis, settings):
-    """The same trace with other settings; a first view stays a first view (the completion follows)."""
+    """The same trace with other settings, drawn first on the last layers again (the completion follows):
+    re-drawing 30 layers costs several times what the 4 the page opens on do."""
     from visit.pipeline import redraw as pipeline_redraw
 
-    return pipeline_redraw(analysis, settings, first_view=FIRST_VIEW_LAYERS if analysis.partial else None)
+    return pipeline_redraw(analysis, settings, first_view=FIRST_VIEW_LAYERS)
 
 
 def patch_data(figure: dict) -> Patch:

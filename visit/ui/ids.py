@@ -39,4 +39,5 @@ KNOBS = {
     "min_edge_score": "visit-knob-min-edge",
 }
 PRUNE_BY = "visit-prune-by"
+CIRCUIT_SHARE = "visit-circuit-share"  # slider: the share of log p(target)'s increase the circuit mode keeps
 SHOW_NORMS = "visit-show-norms"

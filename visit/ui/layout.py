@@ -40,8 +40,13 @@ def knob_inputs(settings) -> list:
         out.append(field(label, number(component_id, value, placeholder=blank, step=step, min_=0)))
     out.append(field("prune by", dcc.RadioItems(
         id=ids.PRUNE_BY, options=[{"label": "activation", "value": "activation"},
-                                  {"label": "attribution", "value": "attribution"}],
+                                  {"label": "attribution", "value": "attribution"},
+                                  {"label": "circuit", "value": "circuit"}],
         value=getattr(settings, "prune_by", "activation"), inline=True, className="radio")))
+    out.append(field("circuit share", dcc.Slider(
+        id=ids.CIRCUIT_SHARE, min=0.1, max=1.0, step=0.05, value=getattr(settings, "circuit_share", 0.8),
+        marks={0.5: "50%", 0.8: "80%", 1.0: "100%"}, tooltip={"placement": "bottom"}, className="share-slider"),
+        hint="circuit mode: heads and neurons carrying this share of log p(target)'s increase"))
     out.append(dcc.Checklist(id=ids.SHOW_NORMS, options=[{"label": "edge widths from norms", "value": "on"}],
                              value=["on"] if getattr(settings, "show_norms", True) else [], className="check"))
     return out
