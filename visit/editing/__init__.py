@@ -13,7 +13,7 @@
 Importing the package registers every editor (:data:`visit.editing.edit.EDITORS`).
 """
 
-from visit.editing import rome  # noqa: F401  (registers "rome")
+from visit.editing import kn_edit, rome  # noqa: F401  (register "rome", "kn", "cne")
 from visit.editing.edit import EDITORS, Edit, compute_edit
 from visit.editing.request import EditRequest, from_prompt
 from visit.editing.stack import EditStack

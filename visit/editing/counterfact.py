@@ -209,7 +209,8 @@ def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | N
     for i, rec in enumerate(records):
         before = record_scores(vm, rec)
         start = time.perf_counter()
-        edit = fn(vm, rec.request, **options)
+        extra = {"paraphrases": rec.paraphrases} if getattr(fn, "uses_paraphrases", False) else {}
+        edit = fn(vm, rec.request, **options, **extra)
         t_edit += time.perf_counter() - start
         start = time.perf_counter()
         with weights_changed(vm, edit.deltas):
