@@ -220,3 +220,17 @@ def test_app_main_off_loopback_prints_a_link_and_gates(monkeypatch, capsys, tiny
     monkeypatch.setenv(access.TOKEN_ENV, "short")
     assert app_main.main(["--host", "0.0.0.0"]) == 2
     assert "too short" in capsys.readouterr().err
+
+
+def test_report_file_names_are_sanitised():
+    import re
+
+    from hostile import hostile_strings
+
+    from visit.ui.callbacks import report_filename
+
+    names = [report_filename(s) for s in hostile_strings()]
+    for name in names:
+        assert re.fullmatch(r"visit-[A-Za-z0-9-]{1,40}\.html", name), name  # no path, quote, CR/LF, dot-dot
+    assert report_filename("../../etc/passwd") == "visit-etc-passwd.html"
+    assert report_filename("東京\x00\r\n") == "visit-report.html"
