@@ -82,6 +82,7 @@ PANELS: tuple[str, ...] = (
     "visit.ui.panels.attribution",
     "visit.ui.panels.causal_trace",
     "visit.ui.panels.knowledge_neurons",
+    "visit.ui.panels.verify",
 )
 
 
