@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from visit.models import load_model, wrap_model
-from visit.models.loading import default_checkpoint
 
 TINY = dict(d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, d_mlp=96, n_ctx=128)
 
@@ -55,9 +54,10 @@ MORE_FAMILIES = ["gemma", "gemma2", "gemma3", "qwen3"]
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from transformers import AutoTokenizer
+    """The default model's tokenizer, without building the real checkpoint (tests/tokenizer_support.py)."""
+    from tokenizer_support import load_test_tokenizer
 
-    return AutoTokenizer.from_pretrained(default_checkpoint())
+    return load_test_tokenizer()
 
 
 def build_tiny(family: str, tokenizer, seed: int = 0):
