@@ -105,11 +105,20 @@ table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ddd;paddi
 """
 
 
+def label_script() -> str:
+    """The app's label placement (``assets/labels.js``: labels never overlap, the rest on hover), inlined."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "assets" / "labels.js"
+    return f"<script>{path.read_text(encoding='utf-8')}</script>" if path.is_file() else ""
+
+
 def render_report(analysis) -> str:
     """The whole report as one HTML document (plotly.js inlined once: opens offline)."""
     parts = [("Summary", _summary(analysis)),
              ("Flow graph", READING_GUIDE + analysis.figure.to_html(
-                 full_html=False, include_plotlyjs=True, config={"scrollZoom": True, "displaylogo": False})),
+                 full_html=False, include_plotlyjs=True, config={"scrollZoom": True, "displaylogo": False})
+              + label_script()),
              ("Top predictions", _top(analysis))]
     if analysis.strip_figure is not None:
         parts.append(("Per layer", analysis.strip_figure.to_html(full_html=False, include_plotlyjs=False)

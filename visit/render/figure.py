@@ -112,9 +112,16 @@ def _pairs(first: list[str], second: list[str]) -> np.ndarray:
     return out
 
 
+# which labels win where two would overlap (the page's assets/labels.js keeps them in this order)
+LABEL_PRIORITY = {"resid_post": 0, "resid_mid": 1, "resid_pre": 2, "attn_out": 3, "mlp_out": 3, "head": 4,
+                  "neuron": 5, "memory": 6, "wo_neuron": 7, "concat": 8, "ln1": 9, "ln2": 9}
+
+
 def label_trace(g: nx.DiGraph, positions: dict) -> go.Scatter:
-    """Top-token labels in SVG text (where plotly decodes the escaped entities back to literal text)."""
-    nodes = [n for n, a in g.nodes(data=True) if a.get("label") is not None]
+    """Top-token labels in SVG text (where plotly decodes the escaped entities back to literal text), in
+    priority order: the page hides a label that would overlap one before it (assets/labels.js)."""
+    nodes = sorted((n for n, a in g.nodes(data=True) if a.get("label") is not None),
+                   key=lambda n: (LABEL_PRIORITY.get(g.nodes[n]["kind"], 10), -g.nodes[n]["layer"]))
     return go.Scatter(
         x=_array([positions[n][0] for n in nodes]), y=_array([positions[n][1] for n in nodes]), mode="text",
         name="top token", text=np.array([node_label(g.nodes[n]) for n in nodes], dtype=object),

@@ -1,0 +1,109 @@
+"""The flow graph in Chromium: labels never overlap (measured on the drawn boxes, also zoomed out), and Verify
+shows predicted and actual changes that match an independent forward pass. Screenshots go to docs/screenshots/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+import browser_support  # noqa: E402
+
+if not browser_support.available():
+    pytest.skip("headless chromium + chromedriver are not installed", allow_module_level=True)
+
+from browser_support import Server, open_page, severe_errors, wait  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from test_browser import node_point, pointer_to, trace  # noqa: E402
+
+from visit.ui import create_app, ids  # noqa: E402
+from visit.ui.panels import verify as verify_panel  # noqa: E402
+
+SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+BOXES_JS = """
+    const gd = document.querySelector('#%s .js-plotly-plot');
+    return Array.from(gd.querySelectorAll('.scatterlayer .trace text'))
+        .filter(t => t.style.display !== 'none' && t.textContent)
+        .map(t => { const r = t.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })
+        .filter(r => r[2] > r[0]);""" % ids.GRAPH
+
+
+def overlaps(boxes) -> list:
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_factory):
+    app = create_app(model=tiny_factory("llama"), panels=("visit.ui.panels.details", "visit.ui.panels.verify"))
+    srv = Server(app)
+    yield srv
+    srv.stop()
+
+
+def drawn_labels(driver):
+    wait(driver, lambda d: d.execute_script(
+        "const g = document.querySelector('#%s .js-plotly-plot'); return g.getAttribute('data-labels-kept');"
+        % ids.GRAPH), what="labels placed")
+    return driver.execute_script(BOXES_JS)
+
+
+def test_labels_never_overlap(browser, server):
+    open_page(browser, server)
+    analysis = trace(browser, server, "The capital of France is the city of")
+    n_labels = sum(1 for _, a in analysis.graph.nodes(data=True) if a.get("label") is not None)
+    boxes = drawn_labels(browser)
+    assert boxes and not overlaps(boxes)
+    assert len(boxes) < n_labels  # a dense graph: some labels are left to the hover
+    SHOTS.mkdir(exist_ok=True)
+    browser.find_element(By.ID, ids.GRAPH).screenshot(str(SHOTS / "graph_labels.png"))
+    # zoomed far out (every node in a small area) and in: still no overlap
+    for factor in (6.0, 0.3):
+        browser.execute_script("""
+            const gd = document.querySelector('#%s .js-plotly-plot'), r = gd._fullLayout.xaxis.range;
+            const c = (r[0] + r[1]) / 2, h = (r[1] - r[0]) / 2 * arguments[0];
+            gd.removeAttribute('data-labels-kept');
+            Plotly.relayout(gd, {'xaxis.range': [c - h, c + h]});""" % ids.GRAPH, factor)
+        boxes = drawn_labels(browser)
+        assert not overlaps(boxes), factor
+    assert not severe_errors(browser)
+
+
+def test_verify_matches_an_independent_forward_pass(browser, server):
+    open_page(browser, server)
+    analysis = trace(browser, server, "The capital of France is")
+    vm, tr = analysis.vm, analysis.trace
+    node = next(n for n, a in analysis.graph.nodes(data=True) if a["kind"] == "head")
+    browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Verify']").click()
+    x, y = node_point(browser, node)
+    pointer_to(browser, x, y, click=True)
+    wait(browser, lambda d: node in d.find_element(By.ID, verify_panel.NODES).text, what="the clicked node picked")
+    browser.find_element(By.ID, verify_panel.RUN).click()
+    wait(browser, lambda d: d.find_elements(By.CLASS_NAME, "verify-actual"), what="the verify result")
+    shown_actual = float(browser.find_element(By.CLASS_NAME, "verify-actual").text)
+    shown_predicted = float(browser.find_element(By.CLASS_NAME, "verify-predicted").text)
+    # independent: a plain PyTorch hook zeroing the head's slice of o_proj's input at the traced position
+    layer, head, d_head = analysis.graph.nodes[node]["layer"], analysis.graph.nodes[node]["head"], vm.dims.d_head
+
+    def zero_head(_module, args):
+        x = args[0].clone()
+        x[:, tr.position, head * d_head:(head + 1) * d_head] = 0
+        return (x,)
+
+    handle = vm.model.model.layers[layer].self_attn.o_proj.register_forward_pre_hook(zero_head)
+    try:
+        with torch.no_grad():
+            logits = vm.model(input_ids=torch.tensor([tr.input_ids]), use_cache=False).logits
+    finally:
+        handle.remove()
+    target = analysis.target.id
+    actual = float(logits[0, tr.position].float().log_softmax(-1)[target]
+                   - tr["logits"][tr.position].float().log_softmax(-1)[target])
+    assert shown_actual == pytest.approx(actual, abs=1e-4)
+    from visit.graph.attribution import node_attribution
+
+    assert shown_predicted == pytest.approx(-node_attribution(analysis, [node])[node], abs=1e-4)
+    browser.find_element(By.ID, verify_panel.SCATTER).screenshot(str(SHOTS / "verify_calibration.png"))
