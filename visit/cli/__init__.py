@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default",
-                        help="'default' (the embedded SmolLM2-135M-Instruct), a Hugging Face id or a local directory")
+                        help="'default' (the embedded SmolLM2-135M-Instruct), 'gemma3-270m', a GGUF file, "
+                             "a Hugging Face id or a local directory")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (maths stays in fp32)")
 
