@@ -73,3 +73,14 @@ def test_gguf_of_an_unsupported_architecture_names_the_supported_ones(tmp_path, 
         load_model(str(path))
     message = str(info.value)
     assert "odd.gguf" in message and "gemma3_text" in message and "llama" in message and "\n" not in message
+
+
+def test_gemma3_270m_is_a_shipped_model_for_the_app_and_the_cli():
+    from visit.models.loading import shipped_model
+    from visit.ui.policy import ModelPolicy, model_kind
+
+    assert shipped_model(" Gemma3-270M ").display == "Gemma-3-270M" and shipped_model("default").key == "default"
+    assert model_kind("gemma3-270m") == "shipped"
+    ModelPolicy.restricted().check("gemma3-270m")  # a locked-down server still loads the shipped models
+    with pytest.raises(VisitError, match="does not download"):
+        ModelPolicy.restricted().check("google/gemma-2-2b")
