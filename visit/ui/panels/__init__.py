@@ -83,6 +83,7 @@ PANELS: tuple[str, ...] = (
     "visit.ui.panels.causal_trace",
     "visit.ui.panels.knowledge_neurons",
     "visit.ui.panels.verify",
+    "visit.ui.panels.compare",
 )
 
 

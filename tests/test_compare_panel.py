@@ -1,0 +1,53 @@
+"""The Compare panel over real HTTP: two prompts as one difference view; the most changed nodes marked."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from browser_support import Server  # noqa: E402
+
+from visit.ui import create_app, ids  # noqa: E402
+from visit.ui.client import DashClient  # noqa: E402
+from visit.ui.panels import compare as panel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tiny_factory):
+    vm = tiny_factory("gpt2")
+    app = create_app(model=vm, panels=("visit.ui.panels.compare",))
+    server = Server(app)
+    yield server, app, vm
+    server.stop()
+
+
+def call(client, session, **fields):
+    values = {f"{panel.RUN}.n_clicks": 1, f"{ids.SESSION}.data": session,
+              **{f"{getattr(panel, k.upper())}.value": v for k, v in fields.items()}}
+    return client.call(f"{panel.RESULT}.children", f"{panel.RUN}.n_clicks", values)
+
+
+def test_two_prompts_as_one_difference_view(served):
+    server, app, vm = served
+    client, session = DashClient(server.url), DashClient.new_session()
+    client.trace(session, "The capital of France is")
+    out = call(client, session, prompt="The capital of Italy is")
+    text = str(out[f"{panel.RESULT}.children"])
+    assert "The capital of Italy is" in text and "Δ attribution" in text
+    request = out[f"{ids.GRAPH_REQUEST}.data"]
+    marked = request["changes"]["highlight"]
+    assert marked and all(m in text for m in marked[:3])
+
+
+def test_hostile_prompt_stays_text(served):
+    server, app, vm = served
+    client, session = DashClient(server.url), DashClient.new_session()
+    client.trace(session, "The capital of France is")
+    hostile = "<img src=x onerror=alert(1)>"
+    out = call(client, session, prompt=hostile)
+    children = out[f"{panel.RESULT}.children"]
+    assert hostile in str(children)  # as a text child (React escapes it), never as markup
+    assert "dangerouslySetInnerHTML" not in str(children)
