@@ -107,3 +107,33 @@ def test_verify_matches_an_independent_forward_pass(browser, server):
 
     assert shown_predicted == pytest.approx(-node_attribution(analysis, [node])[node], abs=1e-4)
     browser.find_element(By.ID, verify_panel.SCATTER).screenshot(str(SHOTS / "verify_calibration.png"))
+
+
+CHART_BOXES_JS = """
+    const out = [];
+    for (const gd of document.querySelectorAll(arguments[0] + ' .js-plotly-plot')) {
+        for (const sel of ['.gtitle', '.annotation-text', '.legend', '.xtitle', '.ytitle']) {
+            for (const el of gd.querySelectorAll(sel)) {
+                const r = el.getBoundingClientRect();
+                if (r.width > 0) out.push([sel, r.left, r.top, r.right, r.bottom]);
+            }
+        }
+    }
+    return out;"""
+
+
+def test_side_panel_charts_are_readable(browser, tiny_factory):
+    app = create_app(model=tiny_factory("llama"), panels=("visit.ui.panels.layer_norm",))
+    srv = Server(app)
+    try:
+        open_page(browser, srv)
+        trace(browser, srv, "The capital of France is")
+        browser.find_element(By.XPATH, "//*[contains(@class, 'tab') and normalize-space()='Layer norm']").click()
+        wait(browser, lambda d: len(d.execute_script(CHART_BOXES_JS, ".panel")) >= 4, what="the layer-norm chart")
+        boxes = browser.execute_script(CHART_BOXES_JS, ".panel")
+        clashes = overlaps([b[1:] for b in boxes])
+        assert not clashes, [b for b in boxes if b[1:] in [c for pair in clashes for c in pair]]
+        panel = browser.find_element(By.CLASS_NAME, "panel")
+        panel.find_element(By.CLASS_NAME, "js-plotly-plot").screenshot(str(SHOTS / "panel_layer_norm.png"))
+    finally:
+        srv.stop()

@@ -52,8 +52,13 @@ def _tokens_text(items: list[dict], n: int = 5) -> str:
 
 
 def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
-    fig.update_layout(title=html.escape(title), height=height, template="plotly_white",
-                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.18))
+    """Readable in the app's narrow side panel: subplots stacked (callers), small subplot titles, the legend
+    below the last x axis title (never on it), a short title."""
+    fig.update_layout(title=dict(text=html.escape(title), font=dict(size=13), x=0.01), height=height,
+                      template="plotly_white", margin=dict(l=60, r=20, t=60, b=110),
+                      legend=dict(orientation="h", x=0, y=0.005, yanchor="bottom", yref="container",
+                                  font=dict(size=10)))
+    fig.update_annotations(font_size=11)  # subplot titles
     return fig
 
 
@@ -62,7 +67,7 @@ def _layout(fig: go.Figure, title: str, height: int = 420) -> go.Figure:
 def ln_filter_figure(rows, target_label: str | None = None) -> go.Figure:
     """Per layer: how much each norm changes the lens distribution (vs the random control), and the
     target's log10 probability before and after. ``rows``: :func:`layer_norm_filter` output."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+    fig = make_subplots(rows=2, cols=1, vertical_spacing=0.22, subplot_titles=(  # stacked: narrow panels
         "distribution change (total variation)", "target probability before → after"))
     for kind in ("ln1", "ln2"):
         sel = [r for r in rows if r.site.kind == kind]
@@ -79,13 +84,13 @@ def ln_filter_figure(rows, target_label: str | None = None) -> go.Figure:
                     x=layers, y=[r.target[f"prob_{when}"] for r in sel], mode="lines+markers",
                     name=f"{kind} target {when}", line=dict(color=KIND_COLORS[kind], dash=dash),
                     hovertext=[f"{r.site.key} rank {r.target['rank_before']} → {r.target['rank_after']}" for r in sel],
-                    hoverinfo="text+y"), 1, 2)
-    fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_xaxes(title_text="layer")
+                    hoverinfo="text+y"), 2, 1)
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_xaxes(title_text="layer", title_standoff=4)
     title = "Layer norm as a filter"
     if target_label:
         title += f" (target {display_token(target_label)})"
-    return _layout(fig, title)
+    return _layout(fig, title, height=680)
 
 
 def ln_filter_table(rows, n: int = 6) -> Table:
@@ -106,7 +111,7 @@ def ln_filter_table(rows, n: int = 6) -> Table:
 def alignment_trace_figure(res) -> go.Figure:
     """Heads vs attention output (heatmap), per-layer means vs the three outputs, memory values vs head."""
     L, H = res.head_norms.shape
-    fig = make_subplots(rows=1, cols=3, subplot_titles=(
+    fig = make_subplots(rows=3, cols=1, vertical_spacing=0.12, subplot_titles=(  # stacked: narrow panels
         f"sim_{res.k}(head, attention output)", "mean over heads", "memory values vs their head"))
     hover = [[f"L{l}.H{h}<br>norm {float(res.head_norms[l, h]):.3g}" for h in range(H)] for l in range(L)]
     fig.add_trace(go.Heatmap(z=res.heads_vs["attn"].T.tolist(), x=list(range(L)), y=list(range(H)),
@@ -114,13 +119,13 @@ def alignment_trace_figure(res) -> go.Figure:
                              hoverinfo="text+z", showscale=False), 1, 1)
     for t, v in res.heads_vs.items():
         fig.add_trace(go.Scatter(x=list(range(L)), y=v.mean(1).tolist(), mode="lines+markers",
-                                 name=f"head vs {TARGET_LABELS[t]}"), 1, 2)
+                                 name=f"head vs {TARGET_LABELS[t]}"), 2, 1)
     for r in range(min(3, res.memory_vs_head.shape[-1])):
         fig.add_trace(go.Scatter(x=list(range(L)), y=res.memory_vs_head[..., r].mean(1).tolist(),
-                                 mode="lines+markers", name=f"memory value #{r + 1} by attention"), 1, 3)
-    fig.update_xaxes(title_text="layer")
+                                 mode="lines+markers", name=f"memory value #{r + 1} by attention"), 3, 1)
+    fig.update_xaxes(title_text="layer", title_standoff=4)
     fig.update_yaxes(title_text="head", row=1, col=1)
-    return _layout(fig, "Semantic alignment in the attention blocks (sim_k)", height=440)
+    return _layout(fig, "Semantic alignment in the attention blocks (sim_k)", height=900)
 
 
 # ---- studies ---------------------------------------------------------------------------------------
