@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/trace_overhead.py [--repeats 30] [--sizes default,gpt2-small] [--device cuda]
 
+``--sizes`` takes random-init sizes (gpt2-small, gpt2-xl, llama-7b) and shipped models (default, gemma3-270m).
+
 The traced time includes tokenisation, hooks and collecting every value (per-head results included);
 the plain time is ``model(input_ids)`` alone, so the ratio is an upper bound on the tracer's overhead.
 Runs are interleaved so that load on the machine affects both sides alike. Target: ratio <= 1.3.
@@ -17,7 +19,7 @@ import time
 import torch
 
 from visit.models import load_model, wrap_model
-from visit.models.loading import default_checkpoint
+from visit.models.loading import default_checkpoint, shipped_model
 from visit.tracer import trace
 
 PROMPT = ("The Eiffel Tower, completed in 1889 for the World's Fair, stands on the Champ de Mars in the city of"
@@ -86,7 +88,12 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name()})" if device.startswith("cuda") else ""))
     print(f"{'model':<28}{'tokens':>7}{'plain ms':>11}{'traced ms':>11}{'ratio':>8}")
     for size in args.sizes.split(","):
-        vm = default if size == "default" else random_model(size, default.tokenizer, device)
+        if size == "default":
+            vm = default
+        elif shipped_model(size):
+            vm = load_model(size, device=device)
+        else:
+            vm = random_model(size, default.tokenizer, device)
         r = measure(vm, args.repeats)
         print(f"{r['model']:<28}{r['tokens']:>7}{r['plain_ms']:>11.1f}{r['traced_ms']:>11.1f}{r['ratio']:>8.2f}")
         if vm is not default:
