@@ -137,3 +137,32 @@ def test_side_panel_charts_are_readable(browser, tiny_factory):
         panel.find_element(By.CLASS_NAME, "js-plotly-plot").screenshot(str(SHOTS / "panel_layer_norm.png"))
     finally:
         srv.stop()
+
+
+def test_a_copied_link_reproduces_the_view(browser, server):
+    from browser_support import count_alerts, session_id
+
+    open_page(browser, server)
+    first = trace(browser, server, "The capital of France is")
+    browser.execute_script("window.__tmp = 1")
+    server.app.visit_sessions.get(session_id(browser)).marks = {}
+    wait(browser, lambda d: "prompt=" in d.current_url, what="the view in the URL")
+    link = browser.current_url
+    browser.execute_script("window.sessionStorage.clear()")  # a new browser session opens the link
+    browser.get(link)
+    wait(browser, lambda d: server.app.visit_sessions.analysis(session_id(d)) is not None, what="the link's trace")
+    again = server.app.visit_sessions.analysis(session_id(browser))
+    assert session_id(browser) and again is not first
+    assert (again.prompt, again.target.id, again.trace.position) == (first.prompt, first.target.id,
+                                                                     first.trace.position)
+    assert again.settings == first.settings and set(again.graph) == set(first.graph)
+    # a hostile string in a URL lands in the prompt box as text; nothing runs
+    hostile = "<img src=x onerror=alert(1)>\"'&"
+    from urllib.parse import quote
+
+    browser.execute_script("window.sessionStorage.clear()")
+    browser.get(server.url + "?prompt=" + quote(hostile) + "&hl=" + quote("<b>x</b>"))
+    wait(browser, lambda d: d.find_element(By.ID, ids.PROMPT).get_attribute("value") == hostile, what="the prompt")
+    count_alerts(browser)
+    wait(browser, lambda d: server.app.visit_sessions.analysis(session_id(d)) is not None, what="the hostile trace")
+    assert count_alerts(browser) == 0 and not browser.find_elements(By.CSS_SELECTOR, "#%s img" % ids.PROMPT_TOKENS)

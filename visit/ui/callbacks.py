@@ -12,7 +12,7 @@ from visit import limits
 from visit.errors import VisitError
 from visit.ui import fast, ids, views
 from visit.ui import queue as trace_queue
-from visit.ui.controls import make_request
+from visit.ui.controls import make_request, parse_int
 from visit.ui.model_registry import describe
 from visit.ui.state import MARK_FIELDS, REQUEST_FIELDS, decode_graph_request
 from visit.ui.view import INITIAL_LAYERS, apply_ranges, initial_ranges
@@ -48,6 +48,7 @@ TRIGGERS = dict(
     model_enter=Input(ids.MODEL_INPUT, "n_submit"),
     prune_by=Input(ids.PRUNE_BY, "value"),  # a click apart: the pruning mode re-draws at once (no new pass)
     circuit_share=Input(ids.CIRCUIT_SHARE, "value"),
+    url=Input(ids.URL_TRACE, "data"),  # a link's view (visit.ui.url_state)
 )
 CONTROLS = dict(
     session_id=State(ids.SESSION, "data"),
@@ -79,7 +80,7 @@ def register(app, registry, sessions, analyze):
                            (Output(ids.PROGRESS, "className"), "progress progress-active", "progress"),
                            *trace_queue.running_outputs()])
     def on_trace(triggers, controls):
-        trigger = ctx.triggered_id
+        trigger = ids.URL_TRACE if f"{ids.URL_TRACE}.data" in ctx.triggered_prop_ids else ctx.triggered_id
         if isinstance(trigger, dict) and (not ctx.triggered or not ctx.triggered[0]["value"]):
             return unchanged()  # new chips or tokens were drawn, nobody clicked one
         state = sessions.get(controls["session_id"])
@@ -95,7 +96,8 @@ def register(app, registry, sessions, analyze):
     def trace_for(trigger, triggers, controls, state) -> dict:
         out, chip_id, target = unchanged(), None, None
         try:
-            if trigger in (ids.MODEL_LOAD, ids.MODEL_INPUT):
+            link = (triggers["url"] or {}) if trigger == ids.URL_TRACE else {}
+            if trigger in (ids.MODEL_LOAD, ids.MODEL_INPUT) or link.get("model"):
                 vm = registry.get(controls["model_name"])
                 state.model_name = registry.key(controls["model_name"])
                 out["model_status"] = describe(vm)
@@ -138,6 +140,10 @@ def register(app, registry, sessions, analyze):
                     knobs={**controls["knobs"], "circuit_share": triggers["circuit_share"]},
                     prune_by=triggers["prune_by"], show_norms="on" in (controls["show_norms"] or []),
                     marks=state.marks)
+                if link.get("tid") not in (None, ""):
+                    chip_id = parse_int(link["tid"], "the target token id", minimum=0)
+                    if chip_id >= vm.dims.d_vocab:
+                        raise VisitError(f"the link's target token id {chip_id} is not in this model's vocabulary")
                 if chip_id is not None:
                     request = replace(request, target_id=chip_id)
             if fast.can_redraw(state, vm, request):  # same pass, other graph settings: no forward pass

@@ -27,6 +27,8 @@ PROMPT_TOKEN = "visit-prompt-token"  # pattern-matching id type: click a token t
 TABS = "visit-tabs"
 GRAPH_LOADING = "visit-graph-loading"
 GRAPH_HINT = "visit-graph-hint"
+URL = "visit-url"  # dcc.Location: the query string holds the view (visit.ui.url_state)
+URL_TRACE = "visit-url-trace"  # dcc.Store: a link's view was put in the controls: trace it
 PROGRESS = "visit-progress"  # a thin bar that runs while a trace is in flight
 
 # pruning knobs: GraphSettings field -> component id

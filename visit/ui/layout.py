@@ -129,6 +129,8 @@ def build_layout(model_label: str, settings, panels) -> html.Div:
         dcc.Store(id=ids.SESSION, storage_type="session", data=new_session_id()),
         dcc.Store(id=ids.ANALYSIS_VERSION, data=0),
         dcc.Store(id=ids.GRAPH_REQUEST, data=None),
+        dcc.Location(id=ids.URL, refresh=False),
+        dcc.Store(id=ids.URL_TRACE, data=None),
         dcc.Download(id=ids.DOWNLOAD),
         header(model_label),
         control_bar(model_label, settings),

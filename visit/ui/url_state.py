@@ -1,0 +1,124 @@
+"""Links that reproduce a view: the page's URL holds what is needed to rebuild it.
+
+After every new analysis the URL's query string is set (``history.replaceState`` through ``dcc.Location``,
+no reload) to the session's request: model, prompt, target, position, layer range, prune mode and share, the
+pruning knobs, highlighted and included nodes. Opening such a link fills the controls, restores the marks in
+the new session and traces. Every value goes back through the same parsing and caps as typed input (a hostile
+string in a URL lands in a text box or fails with a message, never in markup).
+
+Parameters: ``model, prompt, target, tid`` (an exact target token id), ``pos``, ``layers`` ("20-29"),
+``prune``, ``share``, one per knob (``heads, memory, wo, mlp_top, mlp_bottom, min_edge``), ``hl`` and ``inc``
+(comma-separated node ids).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode
+
+from dash import Input, Output, State, no_update
+
+from visit import limits
+from visit.ui import ids
+
+KNOB_KEYS = {"heads_per_layer": "heads", "memory_per_head": "memory", "wo_neurons": "wo", "mlp_top": "mlp_top",
+             "mlp_bottom": "mlp_bottom", "min_edge_score": "min_edge"}
+MAX_QUERY = 64_000  # characters of a query string this page reads
+
+
+def encode(state) -> str:
+    """``?prompt=...&...`` for a session's request ("" before its first trace)."""
+    r = state.request
+    if r is None:
+        return ""
+    s = r.settings
+    q = {"prompt": r.prompt}
+    if state.model_name:
+        q["model"] = state.model_name
+    if r.target_id is not None:
+        q["tid"] = r.target_id
+    elif r.target_text is not None:
+        q["target"] = r.target_text
+    if r.position is not None:
+        q["pos"] = r.position
+    if s.layer_start is not None or s.layer_end is not None:
+        q["layers"] = f"{'' if s.layer_start is None else s.layer_start}-{'' if s.layer_end is None else s.layer_end}"
+    if s.prune_by != "activation":
+        q["prune"] = s.prune_by
+    if s.prune_by == "circuit":
+        q["share"] = s.circuit_share
+    defaults = type(s)()
+    for name, key in KNOB_KEYS.items():
+        if getattr(s, name) != getattr(defaults, name):
+            q[key] = "" if getattr(s, name) is None else getattr(s, name)
+    if s.highlight:
+        q["hl"] = ",".join(s.highlight)
+    if s.include:
+        q["inc"] = ",".join(s.include)
+    return "?" + urlencode(q)
+
+
+def decode(search: str | None) -> dict:
+    """The query string -> ``{key: str}`` (first value of each key; unknown keys ignored)."""
+    if not search or len(search) > MAX_QUERY:
+        return {}
+    raw = parse_qs(search.lstrip("?"), keep_blank_values=True)
+    known = {"model", "prompt", "target", "tid", "pos", "layers", "prune", "share", "hl", "inc", *KNOB_KEYS.values()}
+    return {k: v[0] for k, v in raw.items() if k in known and v}
+
+
+def _ids(text: str | None) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(t.strip() for t in (text or "").split(",") if t.strip()))
+    return items[:limits.GRAPH_MARKS.value()]
+
+
+def register(app, sessions) -> None:
+    @app.callback(Output(ids.URL, "search"), Input(ids.ANALYSIS_VERSION, "data"), State(ids.SESSION, "data"),
+                  prevent_initial_call=True)
+    def write_url(_version, session_id):
+        state = sessions.get(session_id)
+        return encode(state) or no_update
+
+    knob_outputs = {name: Output(cid, "value", allow_duplicate=True) for name, cid in ids.KNOBS.items()}
+
+    @app.callback(
+        output=dict(prompt=Output(ids.PROMPT, "value", allow_duplicate=True),
+                    target=Output(ids.TARGET, "value", allow_duplicate=True),
+                    position=Output(ids.POSITION, "value", allow_duplicate=True),
+                    layer_start=Output(ids.LAYER_START, "value", allow_duplicate=True),
+                    layer_end=Output(ids.LAYER_END, "value", allow_duplicate=True),
+                    prune=Output(ids.PRUNE_BY, "value", allow_duplicate=True),
+                    share=Output(ids.CIRCUIT_SHARE, "value", allow_duplicate=True),
+                    model=Output(ids.MODEL_INPUT, "value", allow_duplicate=True),
+                    knobs=knob_outputs, go=Output(ids.URL_TRACE, "data")),
+        inputs=dict(search=Input(ids.URL, "search"), session_id=State(ids.SESSION, "data")),
+        prevent_initial_call="initial_duplicate")
+    def read_url(search, session_id):
+        q = decode(search)
+        nothing = dict(prompt=no_update, target=no_update, position=no_update, layer_start=no_update,
+                       layer_end=no_update, prune=no_update, share=no_update, model=no_update,
+                       knobs={k: no_update for k in ids.KNOBS}, go=no_update)
+        state = sessions.get(session_id)
+        if "prompt" not in q or (state.request is not None and encode(state) == search):
+            return nothing  # no view in the URL, or the one this page just wrote
+        start, _, end = q.get("layers", "").partition("-")
+        marks = {}
+        if q.get("hl"):
+            marks["highlight"] = _ids(q["hl"])
+        if q.get("inc"):
+            marks["include"] = _ids(q["inc"])
+        state.marks = marks  # restored with the view; the trace checks them like a panel's marks
+        return dict(prompt=q["prompt"], target=q.get("target", ""), position=q.get("pos") or None,
+                    layer_start=start or None, layer_end=end or None,
+                    prune=q.get("prune") if q.get("prune") in ("activation", "attribution", "circuit") else "activation",
+                    share=_share(q.get("share")), model=q.get("model", ""),
+                    knobs={name: q.get(key) if q.get(key) not in (None, "") else None
+                           for name, key in KNOB_KEYS.items()},
+                    go={"search": search, "tid": q.get("tid"), "model": q.get("model")})
+
+
+def _share(text: str | None) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return 0.8
+    return value if 0 < value <= 1 else 0.8
