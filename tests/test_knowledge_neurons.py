@@ -176,11 +176,13 @@ def test_cli_one_fact_and_prompt_file(llama, tmp_path, capsys):
     common = ["--model", str(model_dir), "--device", "cpu", "--steps", "2"]
     out = tmp_path / "kn.json"
     assert main(["knowledge-neurons", PROMPT, "--paraphrases", "France's capital is the city of",
-                 "--json", str(out), *common]) == 0
+                 "--subject", "France", "--json", str(out), *common]) == 0
     text = capsys.readouterr().out
-    assert "refined knowledge neurons" in text and "suppress (x0)" in text
+    assert "refined knowledge neurons" in text and "suppress (x0)" in text and "causal neuron" in text
     data = json.loads(out.read_text())
-    assert {"coarse", "refined", "suppress", "enhance"} <= set(data)
+    assert {"coarse", "refined", "suppress", "enhance", "causal_neuron"} <= set(data)
+    cn = data["causal_neuron"]
+    assert 3 <= cn["token"] < 9 and 0 <= cn["layer"] < llama.dims.n_layers  # from the subject on
     prompts = tmp_path / "facts.tsv"
     prompts.write_text("The capital of France is\t Paris\tcapital\nThe capital of Italy is\t Rome\tcapital\n"
                        "Kenya is in\t Africa\tcontinent\n", encoding="utf-8")

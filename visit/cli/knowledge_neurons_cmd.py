@@ -38,6 +38,8 @@ def register(sub) -> None:
                    help="with --prompts: use only the first N facts of each relation")
     p.add_argument("--all", dest="keep_all", action="store_true",
                    help="with --prompts: keep facts the model does not answer (default: only its top-1 answers)")
+    p.add_argument("--subject", default=None,
+                   help="the subject in the prompt: also find the causal neuron (seed 001 3.3) and compare")
     p.add_argument("--json", dest="json_path", default=None, help="write the result as JSON to this file")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -137,6 +139,23 @@ def _cases(args):
     return cases
 
 
+def _causal_neuron(vm, args, kn) -> dict:
+    from visit.localization.causal_trace import causal_neuron
+    from visit.localization.knowledge_neurons import compare_with_causal_neuron
+
+    bar, progress = _bar("causal neuron")
+    try:
+        cn = causal_neuron(vm, args.prompt, args.subject, kn.target.id, progress=progress)
+    finally:
+        bar.close()
+    c = compare_with_causal_neuron(kn, cn)
+    print(f"causal neuron (the MLP state whose restoration helps most): token {c['token']} "
+          f"'{display_token(cn.trace.tokens[c['token']])}', layer {c['layer']}, indirect effect {c['effect']:+.4f}; "
+          f"knowledge neurons in that layer: {c['knowledge_in_layer']} (their layers: {c['knowledge_layers']}); "
+          f"log-prob-increase neurons there: {c['logprob_in_layer']}")
+    return c
+
+
 def run(args) -> int:
     from visit.localization.integrated_gradients import check_steps
     from visit.localization.kn_relations import relation_study
@@ -169,6 +188,8 @@ def run(args) -> int:
             bar.close()
         print(format_fact(vm, kn, args.top))
         data = kn.to_json()
+        if args.subject:
+            data["causal_neuron"] = _causal_neuron(vm, args, kn)
     if args.json_path:
         write_json(args.json_path, data)
     return 0

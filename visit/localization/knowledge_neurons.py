@@ -337,3 +337,17 @@ def knowledge_neurons(vm, prompt: str, target: str | Target | None, paraphrases:
         kn.comparison = compare_with_logprob(vm, prompt, tgt.id, refined or coarse[0])
     return kn
 
+
+
+def compare_with_causal_neuron(kn: KnowledgeNeurons, cn) -> dict:
+    """Where the fact's knowledge neurons and log-prob-increase neurons sit relative to its causal neuron
+    (:func:`visit.localization.causal_trace.causal_neuron`: the MLP state, token x layer, whose restoration
+    brings the answer back most): ``{"token", "layer", "effect", "knowledge_in_layer", "logprob_in_layer",
+    "knowledge_layers", "at_last_token"}``. Knowledge neurons are read at the last token, so they can meet the
+    causal neuron only when it is at the last token too."""
+    hist = (kn.comparison or {}).get("histogram", {})
+    last = len(cn.trace.tokens) - 1
+    return {"token": cn.token, "layer": cn.layer, "effect": cn.effect, "at_last_token": cn.token == last,
+            "knowledge_in_layer": sum(1 for n in kn.refined if n.layer == cn.layer),
+            "logprob_in_layer": hist.get("logprob", [0] * (cn.layer + 1))[cn.layer] if hist else None,
+            "knowledge_layers": sorted({n.layer for n in kn.refined})}
