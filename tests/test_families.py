@@ -93,7 +93,7 @@ def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory):
 def test_registry_maps_every_model_type_once():
     types = [t for a in ADAPTERS for t in a.model_types]
     assert len(types) == len(set(types)) and sorted(types) == supported_model_types()
-    assert {"gemma", "gemma2", "gemma3_text", "qwen3"} <= set(types)
+    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj"} <= set(types)
     with pytest.raises(VisitError, match="supported model types: .*gemma"):
         adapter_for("mamba")
 

@@ -155,7 +155,28 @@ GEMMA2 = ArchAdapter(
     embed_scale="sqrt_d_model",
 )
 
-ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2)
+GPTJ = ArchAdapter(  # parallel block with ONE norm read by both the attention and the MLP (ln1 and ln2 alike)
+    family="gptj",
+    model_types=("gptj",),
+    blocks="transformer.h",
+    final_norm="transformer.ln_f",
+    embed="transformer.wte",
+    ln1="ln_1",
+    ln2="ln_1",
+    attn="attn",
+    qkv=("attn.q_proj", "attn.k_proj", "attn.v_proj"),
+    qkv_layout="separate",
+    attn_out="attn.out_proj",
+    mlp="mlp",
+    mlp_in=("mlp.fc_in",),
+    mlp_out="mlp.fc_out",
+    weight_layout="linear",
+    norm_kind="layernorm",
+    mlp_kind="plain",
+    parallel=True,
+)
+
+ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2, GPTJ)
 
 
 def supported_model_types() -> list[str]:
