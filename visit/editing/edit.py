@@ -29,7 +29,8 @@ _ids = itertools.count(1)
 @dataclass(eq=False)
 class Edit:
     """One computed edit. ``deltas``: ``{parameter name: fp32 delta}``; ``info``: what the editor found (losses,
-    neurons, norms), JSON-friendly; ``tensors``: what checks need (ROME's ``key`` k* and ``value`` v*); ``id``: unique in this process (the panel reverts by id)."""
+    neurons, norms), JSON-friendly; ``tensors``: what checks need (ROME's ``key`` k* and ``value`` v*); ``id``:
+    unique in this process (a session reverts by id)."""
 
     method: str
     request: EditRequest
