@@ -10,8 +10,9 @@ Corpora:
 - **default**: text sampled from the model itself (ancestral sampling, temperature 1, from a few common sentence
   starts, 128 tokens a row, seeded; every key of the rows it takes, so slightly more than asked). No corpus
   ships offline, and the keys the model produces on its own text are the keys of text it finds likely.
-  ``DEFAULT_TOKENS`` (16,384) keys: that is ~10.7 x ``d_mlp`` for the default model (1,536), enough for a well-conditioned estimate (the smallest eigenvalues of a sample second moment shrink
-  like ``(1 - sqrt(d/n))^2``, here 0.48); sampling costs about one forward pass per token, and this size is meant
+  ``DEFAULT_TOKENS`` (16,384) keys: that is ~10.7 x ``d_mlp`` for the default model (1,536), enough for a
+  well-conditioned estimate (the smallest eigenvalues of a sample second moment shrink like
+  ``(1 - sqrt(d/n))^2``, here 0.48); sampling costs about one forward pass per token, and this size is meant
   to stay near the 3-minute budget on an idle 2-core CPU (measured: ``docs/benchmarks.md``). The sampled token
   ids are cached too, so another layer costs one batched pass up to that layer.
 - **a user corpus**: a text file (cut into rows of 128 tokens) or a JSONL file with a ``"text"`` field per line.
