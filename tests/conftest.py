@@ -16,7 +16,7 @@ TINY = dict(d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, d_mlp=96, n_ctx=128
 
 def tiny_configs(vocab_size: int) -> dict:
     from transformers import (Gemma2Config, Gemma3TextConfig, GemmaConfig, GPT2Config, GPTJConfig, GPTNeoXConfig,
-                              LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config)
+                              LlamaConfig, MistralConfig, Phi3Config, Qwen2Config, Qwen3Config)
 
     t = TINY
     llama_kw = dict(vocab_size=vocab_size, hidden_size=t["d_model"], intermediate_size=t["d_mlp"],
@@ -31,6 +31,7 @@ def tiny_configs(vocab_size: int) -> dict:
         "gemma2": Gemma2Config(**gemma_kw, **sliding, final_logit_softcapping=0.3, attn_logit_softcapping=5.0),
         "gemma3": Gemma3TextConfig(**gemma_kw, **sliding),
         "qwen3": Qwen3Config(**llama_kw, head_dim=t["d_model"] // t["n_heads"]),
+        "phi3": Phi3Config(**llama_kw, pad_token_id=0),
         "gptj": GPTJConfig(vocab_size=vocab_size, n_embd=t["d_model"], n_layer=t["n_layers"], n_head=t["n_heads"],
                            n_positions=t["n_ctx"], n_inner=t["d_mlp"], rotary_dim=8),
         "gpt2": GPT2Config(vocab_size=vocab_size, n_embd=t["d_model"], n_layer=t["n_layers"], n_head=t["n_heads"],
@@ -51,7 +52,7 @@ def tiny_configs(vocab_size: int) -> dict:
 FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "gpt_neox", "gpt_neox_sequential"]
 # families added for issue 11: tested in tests/test_families.py (exactness, hook points, resume, GGUF) rather
 # than through every tiny_model test, to keep the suite lean
-MORE_FAMILIES = ["gemma", "gemma2", "gemma3", "qwen3", "gptj"]
+MORE_FAMILIES = ["gemma", "gemma2", "gemma3", "qwen3", "gptj", "phi3"]
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory):
 def test_registry_maps_every_model_type_once():
     types = [t for a in ADAPTERS for t in a.model_types]
     assert len(types) == len(set(types)) and sorted(types) == supported_model_types()
-    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj"} <= set(types)
+    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj", "phi3"} <= set(types)
     with pytest.raises(VisitError, match="supported model types: .*gemma"):
         adapter_for("mamba")
 
@@ -147,3 +147,16 @@ def test_gemma3_270m_from_the_cli(gemma_model, monkeypatch, tmp_path, capsys):
     assert main(["graph", "The capital of Japan is", "--model", "gemma3-270m", "--layers", "15-17",
                  "--json", str(graph)]) == 0
     assert asked == ["gemma3-270m", "gemma3-270m"] and json.loads(graph.read_text())["nodes"]
+
+
+def test_value_slice_and_gate_keys_follow_the_layout(family_model):
+    """z = pattern-weighted values (the v slice of fused qkv), and the gate pre-activation = ln2_out @ W_in[0]
+    (the gate half of a fused [gate | up])."""
+    vm = family_model
+    tr = trace(vm, PROMPT)
+    _, rec = run(vm, _ids(vm), read=["blocks.1.mlp.hook_pre"])
+    v = tr["blocks.1.attn.hook_v"][:, tr.kv_head_of]
+    assert_close(torch.einsum("hds,shk->dhk", tr["blocks.1.attn.hook_pattern"], v), tr["blocks.1.attn.hook_z"])
+    bias = getattr(vm.weights.block_module(1, vm.adapter.mlp_in[0]), "bias", None)  # GPT-J's fc_in
+    pre = tr["blocks.1.ln2.hook_out"] @ vm.weights.W_in(1, 0) + (0 if bias is None else bias)
+    assert_close(pre, rec["blocks.1.mlp.hook_pre"][0].float())

@@ -67,7 +67,7 @@ _LAYER_POINTS: dict[str, tuple[str, str, str]] = {
     "hook_attn_out": ("attn", "out", "first"),
     "ln2.hook_in": ("ln2", "in", "plain"),
     "ln2.hook_out": ("ln2", "out", "plain"),
-    "mlp.hook_pre": ("mlp_in", "out", "plain"),
+    "mlp.hook_pre": ("mlp_in", "out", "plain"),  # "gate" view when the adapter fuses [gate | up]
     "mlp.hook_post": ("mlp_out", "in", "plain"),
     "hook_mlp_out": ("mlp", "out", "first"),
     "hook_resid_post": ("", "out", "first"),
@@ -95,7 +95,8 @@ class HookPoint:
     """One named value: ``module`` (a path from the model's root), ``side`` ("in" | "out") and ``view``.
 
     Views: ``plain`` (the tensor itself), ``first`` (element 0 of a tuple output), ``heads`` (``[b, p, H*dh]``
-    viewed as ``[b, p, H, dh]``), ``logits_attr`` (the ``.logits`` of the model's output), ``q``/``k``/``v`` (a slice of the q/k/v projections' outputs, by the
+    viewed as ``[b, p, H, dh]``), ``gate`` (the first ``d_mlp`` features of a fused ``[gate | up]`` output),
+    ``logits_attr`` (the ``.logits`` of the model's output), ``q``/``k``/``v`` (a slice of the q/k/v projections' outputs, by the
     adapter's ``qkv_layout``), ``pattern`` (element 1 of the attention output).
     """
 
@@ -149,6 +150,7 @@ def _hook_point(adapter, n_layers: int, name: str) -> HookPoint:
         rel = adapter.qkv[index]
     elif field == "mlp_in":
         rel = adapter.mlp_in[0]
+        view = "gate" if adapter.mlp_in_fused else view
     elif field == "":
         rel = ""
     else:
@@ -179,9 +181,9 @@ def _qkv_slice(vm, view: str) -> tuple[slice | None, tuple[int, int]]:
     heads = d.n_heads if view == "q" else d.n_kv_heads
     if layout == "separate":
         return None, (heads, d.d_head)
-    if layout == "fused_qkv_blocks":  # [q | k | v], each H * dh
-        i = "qkv".index(view)
-        return slice(i * d.n_heads * d.d_head, (i + 1) * d.n_heads * d.d_head), (heads, d.d_head)
+    if layout == "fused_qkv_blocks":  # [q: H*dh | k: KV*dh | v: KV*dh] (KV = H without grouped queries)
+        start = {"q": 0, "k": d.n_heads, "v": d.n_heads + d.n_kv_heads}[view] * d.d_head
+        return slice(start, start + heads * d.d_head), (heads, d.d_head)
     if layout == "fused_per_head":  # [H, (q, k, v), dh]: not a contiguous slice, handled in read/write
         return slice(None), (heads, d.d_head)
     raise ValueError(f"unknown qkv layout {layout}")
@@ -196,6 +198,8 @@ def read(vm, point: HookPoint, value) -> torch.Tensor:
         return value[0] if isinstance(value, tuple) else value
     if view == "logits_attr":
         return value.logits
+    if view == "gate":  # the first half of a fused [gate | up] projection's output
+        return value[..., :vm.dims.d_mlp]
     if view == "pattern":
         if not isinstance(value, tuple) or len(value) < 2 or value[1] is None:
             raise VisitError("the model did not return attention patterns; load it with attn_implementation='eager'")
@@ -223,6 +227,8 @@ def write(vm, point: HookPoint, value, new: torch.Tensor):
     if view == "logits_attr":
         value.logits = new
         return value
+    if view == "gate":
+        return torch.cat([new, value[..., vm.dims.d_mlp:]], dim=-1)
     if view == "pattern":
         raise VisitError(f"'{point.name}' is read only")
     part, _ = _qkv_slice(vm, view)

@@ -23,7 +23,8 @@ class ArchAdapter:
     ln2: str
     attn: str  # the attention module; with eager attention it returns (output, pattern)
     qkv: tuple[str, ...]  # one fused projection or (q, k, v)
-    qkv_layout: str  # "separate" | "fused_qkv_blocks" ([3, H, dh], GPT-2) | "fused_per_head" ([H, 3, dh], NeoX)
+    qkv_layout: str  # "separate" | "fused_qkv_blocks" ([q: H*dh | k: KV*dh | v: KV*dh], GPT-2, Phi-3)
+    #                  | "fused_per_head" ([H, 3, dh], NeoX)
     attn_out: str  # W_O projection; its input is z
     mlp: str
     mlp_in: tuple[str, ...]  # (fc1,) or (gate, up)
@@ -38,6 +39,7 @@ class ArchAdapter:
     norm_offset: float = 0.0  # the norm multiplies by (offset + weight): Gemma stores weight - 1
     logit_softcap: str = ""  # config attribute: logits = cap * tanh(logits / cap) when set (Gemma 2)
     embed_scale: str = ""  # "sqrt_d_model": the model multiplies the embedding by sqrt(d_model) (Gemma)
+    mlp_in_fused: bool = False  # one projection outputs [gate | up] (Phi-3); mlp_in names it twice
 
     def is_parallel(self, config) -> bool:
         if isinstance(self.parallel, str):
@@ -176,7 +178,28 @@ GPTJ = ArchAdapter(  # parallel block with ONE norm read by both the attention a
     parallel=True,
 )
 
-ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2, GPTJ)
+PHI3 = ArchAdapter(  # Llama's block with fused projections: qkv_proj [q | k | v] (GQA sizes), gate_up_proj
+    family="phi3",
+    model_types=("phi3",),
+    blocks="model.layers",
+    final_norm="model.norm",
+    embed="model.embed_tokens",
+    ln1="input_layernorm",
+    ln2="post_attention_layernorm",
+    attn="self_attn",
+    qkv=("self_attn.qkv_proj",),
+    qkv_layout="fused_qkv_blocks",
+    attn_out="self_attn.o_proj",
+    mlp="mlp",
+    mlp_in=("mlp.gate_up_proj", "mlp.gate_up_proj"),
+    mlp_out="mlp.down_proj",
+    weight_layout="linear",
+    norm_kind="rmsnorm",
+    mlp_kind="gated",
+    mlp_in_fused=True,
+)
+
+ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2, GPTJ, PHI3)
 
 
 def supported_model_types() -> list[str]:

@@ -165,8 +165,8 @@ class ModelWeights:
         lead = x.shape[:-1]
         if layout == "separate":  # x is v_proj's own output axis
             return x.reshape(*lead, d.n_kv_heads, d.d_head)
-        if layout == "fused_qkv_blocks":  # [q | k | v], each [H, dh]
-            return x.reshape(*lead, 3, d.n_heads, d.d_head)[..., 2, :, :]
+        if layout == "fused_qkv_blocks":  # [q: H*dh | k: KV*dh | v: KV*dh]
+            return x[..., (d.n_heads + d.n_kv_heads) * d.d_head:].reshape(*lead, d.n_kv_heads, d.d_head)
         if layout == "fused_per_head":  # [H, (q, k, v), dh]
             return x.reshape(*lead, d.n_heads, 3, d.d_head)[..., :, 2, :]
         raise ValueError(f"unknown qkv layout {layout}")
@@ -211,8 +211,15 @@ class ModelWeights:
         """``[d_model, d_mlp]``: column i is neuron i's key (gate for ``which=0`` on gated MLPs, up for 1)."""
         return self.memo(
             ("W_in", layer, which),
-            lambda: as_in_out(self.block_module(layer, self.adapter.mlp_in[which]), self.adapter.weight_layout),
+            lambda: self._in_slice(as_in_out(self.block_module(layer, self.adapter.mlp_in[which]),
+                                              self.adapter.weight_layout), which),
         )
+
+    def _in_slice(self, w: torch.Tensor, which: int) -> torch.Tensor:
+        """The gate (0) or up (1) half of a fused ``[gate | up]`` projection; the projection itself otherwise."""
+        if not self.adapter.mlp_in_fused:
+            return w
+        return w[:, which * self.dims.d_mlp:(which + 1) * self.dims.d_mlp]
 
     def ln1(self, layer: int) -> NormParams:
         return norm_params(self.block_module(layer, self.adapter.ln1), self.adapter.norm_kind,
