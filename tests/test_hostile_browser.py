@@ -187,6 +187,10 @@ def test_hostile_report_download(browser, server, downloads, tokenizer):
 def test_hostile_target_model_name_and_url(browser, server):
     open_page(browser, server, "?prompt=%3Cscript%3Ealert(1)%3C/script%3E#<img src=x onerror=alert(1)>")
     count_alerts(browser)
+    # the URL holds a view (visit.ui.url_state): its prompt lands in the box as text and is traced first
+    wait(browser, lambda d: d.find_element("id", ids.PROMPT).get_attribute("value") == "<script>alert(1)</script>"
+         and d.execute_script(GRAPH_JS) > 0
+         and d.find_element("id", ids.TRACE).is_enabled(), what="the URL's view traced")
     plain = trace_text(browser, server, "The capital of France is")
     baseline = tag_counts(browser, len(plain.trace.tokens))
     for text in (HOSTILE[1], HOSTILE[10], HOSTILE[19]):  # markup, plotly's subset, bidi: the target's note

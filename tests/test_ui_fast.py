@@ -72,10 +72,12 @@ def test_changes_without_a_new_pass_are_patches(served, monkeypatch):
     out = client.call(f"{ids.GRAPH}.figure", f"{ids.GRAPH_REQUEST}.data", values)
     patch = out[f"{ids.GRAPH}.figure"]
     assert is_patch(patch) and len(patch["operations"]) == 1  # one trace: the highlight rings
+    assert out[f"{ids.ANALYSIS_VERSION}.data"] > 1  # panels see the new marks
     assert app.visit_sessions.analysis(session).graph.nodes["L1.H2"]["highlighted"]
-    # a pruning knob typed in the controls: the same pass re-drawn, only the traces sent
+    # a pruning knob typed in the controls, then Enter: the same pass re-drawn (the whole answer is sent: the
+    # page may have been reloaded)
     out = client.trace(session, PROMPT, **{f"{ids.KNOBS['mlp_top']}.value": 1})
-    assert is_patch(out[f"{ids.GRAPH}.figure"])
+    assert not is_patch(out[f"{ids.GRAPH}.figure"]) and out[f"{ids.PREDICTIONS}.children"]
     after = app.visit_sessions.analysis(session)
     assert after.trace is before.trace and after.settings.mlp_top == 1
     assert calls == []

@@ -116,6 +116,8 @@ def register(app, registry, sessions, analyze):
                 if not moved and set(changes) == {"highlight"} and fast.can_redraw(state, vm, request):
                     state.request = request
                     out["figure"] = fast.patch_highlight(state, request.settings.highlight)
+                    state.version += 1  # panels and the URL see the new marks
+                    out["version"] = state.version
                     return out
             else:
                 if trigger in (ids.PRUNE_BY, ids.CIRCUIT_SHARE) and state.request is None:
@@ -162,7 +164,9 @@ def register(app, registry, sessions, analyze):
         state.analysis, state.request = analysis, request
         state.version += 1
         out.update(present(analysis, vm, state.version, state.view, controls["relayout"]))
-        if redrawn:  # the same pass: send only the graph's traces (dash.Patch), keep chips, strip and tokens
+        if redrawn and trigger in (ids.GRAPH_REQUEST, ids.PRUNE_BY, ids.CIRCUIT_SHARE):
+            # the same pass, changed from the page that shows it: send only the graph's traces (dash.Patch) and
+            # keep chips, strip and tokens (Enter or Trace send everything: the page may have been reloaded)
             out["figure"] = fast.patch_data(out["figure"])
             for key in ("predictions", "suggestions", "strip", "tokens", "model_status"):
                 out[key] = no_update
