@@ -23,6 +23,10 @@ name                                   features              module (adapter fie
 ``logits``                             ``[d_vocab]``         the output embedding, output (*)
 =====================================  ====================  ==========================================
 
+``hook_embed`` is the embedding module's output: Gemma 1/2 multiply it by sqrt(d_model) afterwards, inside the
+model's forward (adapter field ``embed_scale``), so there ``blocks.0.hook_resid_pre`` = sqrt(d_model) x
+``hook_embed``; Gemma 3's embedding module scales by itself.
+
 (*) Models that soft-cap their logits after the unembedding (adapter field ``logit_softcap``, Gemma 2) read and
 write ``logits`` on the model's own output (``.logits``, after the cap), so ``logits`` is always what the
 model returns.

@@ -38,7 +38,7 @@ class ArchAdapter:
     ln2_post: str = ""
     norm_offset: float = 0.0  # the norm multiplies by (offset + weight): Gemma stores weight - 1
     logit_softcap: str = ""  # config attribute: logits = cap * tanh(logits / cap) when set (Gemma 2)
-    embed_scale: str = ""  # "sqrt_d_model": the model multiplies the embedding by sqrt(d_model) (Gemma)
+    embed_scale: str = ""  # "sqrt_d_model": the model multiplies hook_embed by sqrt(d_model) after the module (Gemma)
     mlp_in_fused: bool = False  # one projection outputs [gate | up] (Phi-3); mlp_in names it twice
 
     def is_parallel(self, config) -> bool:
