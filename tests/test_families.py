@@ -72,11 +72,9 @@ def test_soft_capped_lens_and_logits(tiny_factory):
     assert_close(lens.logits(tr["ln_final.hook_in"][-1:])[0], tr["logits"][-1])  # ... the lens caps them
 
 
-@pytest.mark.xfail(strict=True, reason="visit/hooks/resume.py replays block 0's call (its mask and rotary "
-                   "embeddings) for every block, but Gemma 2/3 pass per-layer-type ones (sliding vs full), and "
-                   "its logits skip the final soft-capping; for the hook layer's owner")
-def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory):
-    vm = tiny_factory("gemma3")
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])  # soft-capped logits; per-layer masks and rotary
+def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory, family):
+    vm = tiny_factory(family)
     ids = _ids(vm)[0]
     names = [f"blocks.{l}.hook_resid_pre" for l in range(vm.dims.n_layers)]
     t = len(ids) - 3  # beyond the 4-token window of the sliding layers

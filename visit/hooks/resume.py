@@ -15,9 +15,10 @@ an earlier position can change). Recomputing the whole pass for each variant was
    resumed blocks as in any pass: ``rows`` index the rows of ``joins``, ``positions`` count from ``t``.
 3. The last position's final residual goes through the final norm and the unembedding: ``[rows, d_vocab]``.
 
-The blocks are called with exactly the arguments the model itself passes them (captured from a real call over
-the same suffix, then stopped before block 0 runs), with the model's cache swapped for the recorded prefix:
-no family-specific code. The result equals a full forward pass of each variant (tests check it on every
+The blocks are called with exactly the arguments the model itself passes each of them (captured from one real
+batch-1 pass over the same suffix after the recorded prefix: per-layer masks and rotary embeddings, as sliding-
+window models have, come along), with the model's cache swapped for the recorded prefix: no family-specific
+code. Models that soft-cap their logits (Gemma 2) get the cap on the resumed logits too. The result equals a full forward pass of each variant (tests check it on every
 family); the saving is the skipped blocks and positions (``benchmarks/causal_trace.py``).
 """
 
@@ -55,68 +56,85 @@ class Join:
     source: int = 0
 
 
-class _Stop(Exception):
-    pass
+def _watched_cache(vm, on_update):
+    """A fresh model cache whose ``update`` also reports ``(layer, keys, values, new length)`` to ``on_update``."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=vm.model.config)
+    update = cache.update
+
+    def watched(key_states, value_states, layer_idx, *args, **kwargs):
+        k, v = update(key_states, value_states, layer_idx, *args, **kwargs)
+        on_update(layer_idx, k, v, key_states.shape[-2])
+        return k, v
+
+    cache.update = watched
+    return cache
 
 
 def record(vm, input_ids: torch.Tensor, rows: int = 1, read: Iterable[str] = (),
            write: Iterable[Intervention] = ()) -> Recording:
     """Run ``input_ids [T]`` as ``rows`` identical batch rows (writes may make them differ) and keep the keys and
-    values of every layer. Caller holds ``vm.lock`` and decides about autograd."""
+    values every attention layer used (all ``T`` positions, also on sliding-window layers, whose cache keeps
+    fewer). Caller holds ``vm.lock`` and decides about autograd."""
     ids = input_ids.reshape(1, -1).to(vm.device).expand(rows, -1)
+    keys: dict[int, torch.Tensor] = {}
+    values: dict[int, torch.Tensor] = {}
+
+    def keep(layer, k, v, _new):
+        keys[layer], values[layer] = k, v
+
     with hooked(vm, read, write) as rec:
-        out = vm.model(input_ids=ids, use_cache=True)
-    cache = out.past_key_values
-    keys = [layer.keys for layer in cache.layers]
-    values = [layer.values for layer in cache.layers]
-    return Recording(input_ids.reshape(-1).cpu(), keys, values, out.logits, rec)
+        out = vm.model(input_ids=ids, use_cache=True, past_key_values=_watched_cache(vm, keep))
+    n = len(keys)
+    return Recording(input_ids.reshape(-1).cpu(), [keys[l] for l in range(n)], [values[l] for l in range(n)],
+                     out.logits, rec)
 
 
 class _PrefixKV:
     """Stands in for the model's cache during :func:`resume`: each attention layer gets the recorded prefix's
-    keys/values of its rows' sources, then the suffix's own (nothing is stored)."""
+    keys/values of its rows' sources (as many of the last ones as the model's own cache would hand it: all, or a
+    sliding window's), then the suffix's own (nothing is stored)."""
 
-    def __init__(self, recording: Recording, t: int, sources: torch.Tensor):
-        self.rec, self.t, self.sources = recording, t, sources
+    def __init__(self, recording: Recording, t: int, sources: torch.Tensor, used: dict[int, int]):
+        self.rec, self.t, self.sources, self.used = recording, t, sources, used
 
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-        if self.t == 0:
+        n = self.used.get(layer_idx, 0)
+        if n == 0:
             return key_states, value_states
         rows = self.sources[: key_states.shape[0]]
-        k = self.rec.keys[layer_idx][rows, :, : self.t].to(key_states.dtype)
-        v = self.rec.values[layer_idx][rows, :, : self.t].to(value_states.dtype)
+        k = self.rec.keys[layer_idx][rows, :, self.t - n: self.t].to(key_states.dtype)
+        v = self.rec.values[layer_idx][rows, :, self.t - n: self.t].to(value_states.dtype)
         return torch.cat([k, key_states], dim=-2), torch.cat([v, value_states], dim=-2)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.t
 
 
-def _block_call(vm, recording: Recording, t: int) -> tuple[tuple, dict]:
-    """The arguments the model passes to its first block when it runs positions ``t..T-1`` after a cached
-    prefix of length ``t`` (captured from a real call, stopped before the block runs)."""
-    from transformers import DynamicCache
-
+def _block_calls(vm, recording: Recording, t: int) -> tuple[list[tuple[tuple, dict]], dict[int, int]]:
+    """The arguments the model passes to each block when it runs positions ``t..T-1`` after a cached prefix of
+    length ``t`` (captured from one real batch-1 pass: masks and rotary embeddings may differ per layer, e.g.
+    sliding-window layers), and how many prefix positions each attention layer's cache hands it."""
     ids = recording.input_ids[t:].reshape(1, -1).to(vm.device)
-    kwargs = {"use_cache": False}
+    used: dict[int, int] = {}
+    kwargs: dict = {"use_cache": False}
     if t > 0:
-        cache = DynamicCache(config=vm.model.config)
+        cache = _watched_cache(vm, lambda layer, k, _v, new: used.__setitem__(layer, k.shape[-2] - new))
         for layer, (k, v) in enumerate(zip(recording.keys, recording.values)):
-            cache.update(k[:1, :, :t], v[:1, :, :t], layer)
+            cache.update(k[:1, :, :t], v[:1, :, :t], layer)  # the pass below overwrites what this reports
         kwargs = {"use_cache": True, "past_key_values": cache}
-    seen = {}
-
-    def capture(_module, args, kw):
-        seen["call"] = (args, kw)
-        raise _Stop
-
-    handle = vm.weights.blocks[0].register_forward_pre_hook(capture, with_kwargs=True)
+    calls: dict[int, tuple[tuple, dict]] = {}
+    handles = []
+    for i, block in enumerate(vm.weights.blocks):
+        handles.append(block.register_forward_pre_hook(
+            lambda _m, args, kw, i=i: calls.__setitem__(i, (args, kw)), with_kwargs=True))
     try:
         vm.model(input_ids=ids, **kwargs)
-    except _Stop:
-        pass
     finally:
-        handle.remove()
-    return seen["call"]
+        for h in handles:
+            h.remove()
+    return [calls[i] for i in range(len(calls))], used
 
 
 def _swap_cache(call: tuple[tuple, dict], prefix: _PrefixKV) -> tuple[tuple, dict]:
@@ -140,7 +158,9 @@ def resume(vm, recording: Recording, t: int, joins: Sequence[Join], write: Itera
         raise ValueError("joins must be sorted by the layer they join at")
     n_layers = vm.dims.n_layers
     sources = torch.tensor([j.source for j in joins], device=vm.device)
-    args, kwargs = _swap_cache(_block_call(vm, recording, t), _PrefixKV(recording, t, sources))
+    captured, used = _block_calls(vm, recording, t)
+    prefix = _PrefixKV(recording, t, sources, used)
+    calls = [_swap_cache(call, prefix) for call in captured]
     hidden = None
     cursor = 0
     with hooked(vm, read, write, detach=detach) as rec:
@@ -154,8 +174,10 @@ def resume(vm, recording: Recording, t: int, joins: Sequence[Join], write: Itera
                 hidden = new if hidden is None else torch.cat([hidden, new.to(hidden.dtype)])
             if layer == n_layers or hidden is None:
                 continue
+            args, kwargs = calls[layer]
             out = vm.weights.blocks[layer](hidden, *args, **kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
         final = hp.module_of(vm, hp.hook_point(vm, "ln_final.hook_out"))(hidden[:, -1:])
         logits = vm.model.get_output_embeddings()(final)[:, 0]
-    return logits, rec
+    cap = vm.weights.logit_softcap
+    return (logits if cap is None else torch.tanh(logits / cap) * cap), rec
