@@ -67,13 +67,17 @@ def test_the_two_key_variants_differ_only_in_the_key_of_the_update(tiny_factory,
     assert not torch.equal(a.tensors["key"], b.tensors["key"])
 
 
-def test_aligned_batch_rows_compute_what_they_compute_alone(tiny_factory):
-    vm = tiny_factory("llama")
+@pytest.mark.parametrize("family", ["llama", "gpt_neox"])
+def test_aligned_batch_rows_compute_what_they_compute_alone(tiny_factory, family):
+    from visit.editing.batch import unembed
+
+    vm = tiny_factory(family)
     rows = _build_rows(vm, REQ, context_prefixes(vm, ((5, 2), (10, 1))))
     batch = rows.batch
     kv, _ = prefix_kv(vm, batch, rows.context_end)
     kv, _ = prefix_kv(vm, batch, rows.t, start=rows.context_end, past=kv)
-    _, rec = suffix_pass(vm, batch, rows.t, kv, read=["ln_final.hook_out"], keep=0)
+    logits, rec = suffix_pass(vm, batch, rows.t, kv, read=["ln_final.hook_out"], keep=1)
+    torch.testing.assert_close(unembed(vm, rec["ln_final.hook_out"][:, -1]), logits[:, -1], atol=1e-5, rtol=1e-5)
     n = batch.width - rows.t
     for i in range(batch.ids.shape[0]):
         alone = batch.ids[i][batch.mask[i].bool()]
@@ -83,6 +87,14 @@ def test_aligned_batch_rows_compute_what_they_compute_alone(tiny_factory):
                                    batch.mask[i, rows.t:].any() else ref["ln_final.hook_out"][0, :0],
                                    atol=1e-5, rtol=1e-5)
     assert n >= 2
+
+
+def test_sliding_windows_shorter_than_the_batch_are_refused(tiny_factory, cache):
+    from visit.errors import VisitError
+
+    vm = tiny_factory("gemma2")  # a 4-token sliding window: padding would change what rows see
+    with pytest.raises(VisitError, match="sliding attention window"):
+        rome_edit(vm, REQ, layer=1, config=SMALL)
 
 
 def test_aligned_parts_line_up():

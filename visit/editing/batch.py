@@ -88,6 +88,17 @@ def aligned(rows: Sequence[Sequence[Sequence[int]]], pad_id: int = 0, device=Non
     return Batch(ids.to(device), mask.to(device), positions.to(device), [int(m) for m in mask.sum(1)]), ends
 
 
+def check_window(vm, width: int) -> None:
+    """Padded batches need every row inside the attention window: a sliding window counts padded columns, so a
+    row would see fewer real tokens than it does alone. Refuse (one message) when the batch is wider."""
+    from visit.errors import VisitError
+
+    window = getattr(vm.model.config, "sliding_window", None)
+    if window and width > int(window):
+        raise VisitError(f"this model's sliding attention window ({window} tokens) is shorter than the padded "
+                         f"batch editing needs ({width} columns); editing does not support it")
+
+
 def pad_id(tokenizer) -> int:
     """Any valid id for padded columns (they are masked): the pad token, else end-of-text, else 0."""
     for tid in (getattr(tokenizer, "pad_token_id", None), getattr(tokenizer, "eos_token_id", None)):
@@ -136,6 +147,9 @@ def suffix_pass(vm, batch: Batch, t: int, kv: KV, read: Iterable[str] = (), writ
 
 
 def unembed(vm, final: torch.Tensor) -> torch.Tensor:
-    """Logits of final-norm outputs ``[..., d_model]`` -> ``[..., d_vocab]`` (the model's output embedding), for
-    the few positions a loss needs: the unembedding of every position costs more than these short passes."""
-    return vm.model.get_output_embeddings()(final)
+    """Logits of final-norm outputs ``[..., d_model]`` -> ``[..., d_vocab]`` (the model's output embedding, and its
+    logit soft-capping where the model has one), for the few positions a loss needs: the unembedding of every
+    position costs more than these short passes."""
+    logits = vm.model.get_output_embeddings()(final)
+    cap = vm.weights.logit_softcap
+    return logits if not cap else cap * torch.tanh(logits / cap)

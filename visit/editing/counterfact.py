@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from visit.editing.batch import _cache, left_padded, pad_id
+from visit.editing.batch import _cache, check_window, left_padded, pad_id
 from visit.editing.edit import editor
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
@@ -95,6 +95,7 @@ def object_nll(vm, prompts: Sequence[str], objects: Sequence[str]) -> torch.Tens
     """
     tok = vm.tokenizer
     batch = left_padded([tok(p).input_ids for p in prompts], pad_id(tok), vm.device)
+    check_window(vm, batch.width + max(len(object_ids(tok, o)) for o in objects))
     n = len(prompts)
     cache = _cache(vm, None)
     logits, _ = run(vm, batch.ids, attention_mask=batch.mask, position_ids=batch.positions, past_key_values=cache,

@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from visit.editing.batch import aligned, pad_id, prefix_kv, suffix_pass, unembed
+from visit.editing.batch import aligned, check_window, pad_id, prefix_kv, suffix_pass, unembed
 from visit.editing.edit import Edit, mlp_out_param, register, to_param_layout
 from visit.editing.request import EditRequest, fill, object_ids, subject_last_token
 from visit.editing.sampling import PREFIX_STARTS, sample, start_ids
@@ -143,6 +143,7 @@ def _build_rows(vm, request: EditRequest, prefixes: list[str]) -> _Rows:
     if max(len(a) + len(b) for a, b in rows) > vm.dims.n_ctx:
         raise VisitError(f"the prompt is too long for this model's context ({vm.dims.n_ctx} tokens)")
     batch, ends = aligned(rows, pad_id(tok), vm.device)
+    check_window(vm, batch.width)
     cols = [ends[1] - len(body) + last for (_ctx, body), last in zip(rows, lasts)]
     return _Rows(batch, ends[0], min(cols), cols, len(contexts), torch.tensor(target, device=vm.device),
                  tuple(tuple(c) for c in contexts))
@@ -179,9 +180,9 @@ def rome_edit(vm, request: EditRequest, layer: int | None = None, config: RomeCo
                                                      "n_layers/4 (no shipped default for this model)")
     layer = default_layer(vm) if layer is None else int(layer)
     param = mlp_out_param(vm, layer)
+    rows = _build_rows(vm, request, context_prefixes(vm, config.prefixes, config.seed))  # checks input first
     if stats is None or stats.layer != layer:
         stats = key_stats(vm, layer, config.corpus, config.stats_tokens, progress=progress)
-    rows = _build_rows(vm, request, context_prefixes(vm, config.prefixes, config.seed))
     delta, keys, out0, history = _optimise_value(vm, layer, rows, config, progress)
 
     module = vm.weights.block_module(layer, vm.adapter.mlp_out)
