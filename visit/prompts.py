@@ -31,15 +31,21 @@ def default_prompt_file() -> Path:
     return _DATA_DIR / "factual_prompts.tsv"
 
 
+def read_user_file(path: Path, what: str) -> str:
+    """A user-named UTF-8 text file's contents; a missing or unreadable one is a :class:`VisitError`
+    (``what``: "prompt file", "corpus", ...)."""
+    if not path.is_file():
+        raise VisitError(f"{what} not found: {path}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise VisitError(f"cannot read {what} {path}: {exc}") from None
+
+
 def load_prompt_file(path) -> list[PromptCase]:
     """Read a TSV or JSONL prompt file. Raises :class:`VisitError` with the line at fault."""
     path = Path(path)
-    if not path.is_file():
-        raise VisitError(f"prompt file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VisitError(f"cannot read prompt file {path}: {exc}") from None
+    text = read_user_file(path, "prompt file")
     if path.suffix.lower() in (".jsonl", ".json") or _looks_like_jsonl(text):
         cases = _parse_jsonl(text, path)
     else:

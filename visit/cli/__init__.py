@@ -55,16 +55,22 @@ def progress_bar(desc: str):
     return bar, progress
 
 
-def write_json(path: str, data, indent: int | None = 2) -> None:
-    """Write ``data`` as UTF-8 JSON; an unwritable path is a user error."""
-    import json
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` as UTF-8 and say so; an unwritable path is a user error."""
     from pathlib import Path
 
     try:
-        Path(path).write_text(json.dumps(data, indent=indent, ensure_ascii=False), encoding="utf-8")
+        Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise VisitError(f"cannot write {path}: {exc.strerror or exc}") from None
     print(f"wrote {path}")
+
+
+def write_json(path: str, data, indent: int | None = 2) -> None:
+    """Write ``data`` as UTF-8 JSON; an unwritable path is a user error."""
+    import json
+
+    write_text(path, json.dumps(data, indent=indent, ensure_ascii=False))
 
 
 def main(argv=None) -> int:

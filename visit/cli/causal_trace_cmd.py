@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli import add_model_options, load_from_args, progress_bar, write_json, write_text
 from visit.errors import VisitError
 from visit.localization.causal_trace import KINDS
 from visit.tokens import display_token
@@ -34,20 +32,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _progress(total_label: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=total_label, file=sys.stderr, leave=False, disable=None)
-
-    def update(done: int, total: int, note: str = "") -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(note, refresh=False)
-        bar.refresh()
-
-    return bar, update
-
-
 def run(args) -> int:
     kinds = KINDS if args.kind == "all" else (args.kind,)
     if args.prompts is None and (args.prompt is None or args.subject is None):
@@ -57,7 +41,7 @@ def run(args) -> int:
         return _run_study(vm, args, kinds)
     from visit.localization.causal_trace import causal_trace
 
-    bar, update = _progress("causal trace")
+    bar, update = progress_bar("causal trace")
     try:
         ct = causal_trace(vm, args.prompt, args.subject, args.target, kinds, args.samples, args.noise,
                           args.window, args.seed, progress=update)
@@ -72,7 +56,7 @@ def run(args) -> int:
     if args.html_path:
         from visit.localization.report import trace_page
 
-        _write(args.html_path, trace_page(ct, vm.name))
+        write_text(args.html_path, trace_page(ct, vm.name))
     return 0
 
 
@@ -99,7 +83,7 @@ def _run_study(vm, args, kinds) -> int:
     from visit.prompts import load_prompt_file
 
     cases = load_prompt_file(args.prompts)[: args.limit]
-    bar, update = _progress("prompts")
+    bar, update = progress_bar("prompts")
     try:
         study = causal_study(vm, cases, kinds, args.samples, args.noise, args.window, args.known_only, update)
     finally:
@@ -124,15 +108,6 @@ def _run_study(vm, args, kinds) -> int:
     if args.html_path:
         from visit.localization.report import study_page
 
-        _write(args.html_path, study_page(study, vm.name))
+        write_text(args.html_path, study_page(study, vm.name))
     return 0
 
-
-def _write(path: str, html: str) -> None:
-    from pathlib import Path
-
-    try:
-        Path(path).write_text(html, encoding="utf-8")
-    except OSError as exc:
-        raise VisitError(f"cannot write {path}: {exc.strerror or exc}") from None
-    print(f"wrote {path}")

@@ -175,12 +175,9 @@ def _rows_stats(vm, layer: int, rows: torch.Tensor, progress: Progress | None, l
 
 def _corpus_rows(vm, path: Path, tokens: int) -> torch.Tensor:
     """A text file or JSONL (``{"text": ...}``) as rows of ``ROW_TOKENS`` tokens, enough for ``tokens`` keys."""
-    if not path.is_file():
-        raise VisitError(f"corpus file not found: {path}")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise VisitError(f"cannot read corpus {path}: {exc}") from None
+    from visit.prompts import read_user_file
+
+    raw = read_user_file(path, "corpus file")
     if path.suffix.lower() in (".jsonl", ".json"):
         texts = []
         for number, line in enumerate(raw.splitlines(), 1):
