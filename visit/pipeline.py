@@ -20,6 +20,7 @@ import torch
 
 from visit.errors import VisitError
 from visit.graph import GraphSettings, build_graph
+from visit.graph.groups import EMPTY, Curation
 from visit.hooks import Intervention
 from visit.lens import LogitLens
 from visit.render import graph_figure, layout, strip_figure
@@ -48,6 +49,10 @@ class Analysis:
     # results that panels computed for this analysis (e.g. "causal_trace": CausalTrace); report sections read them
     extras: dict[str, object] = field(default_factory=dict, repr=False)
     drawn_layers: tuple[int, int] | None = None  # the layers the graph covers (a first view: fewer than asked)
+    # the user's pins, groups and labels (visit.curation): ``graph`` is drawn as it shows it, ``uncurated`` is the
+    # graph as built (None when nothing is curated); every re-draw applies it again
+    curation: Curation = EMPTY
+    uncurated: nx.DiGraph | None = field(default=None, repr=False)
 
     @property
     def partial(self) -> bool:
@@ -134,6 +139,12 @@ def redraw(analysis: Analysis, settings: GraphSettings | None = None, first_view
     if first_view and len(layers) > first_view:
         drawn = replace(settings, layer_start=layers[-first_view], layer_end=layers[-1])
     t2 = time.perf_counter()
+    curation = analysis.curation
+    if curation.changes_graph():  # pinned and grouped nodes stay drawn whatever the pruning keeps
+        from visit.curation import forced_ids
+
+        forced = forced_ids(curation, tr, drawn.layers(vm.dims.n_layers))
+        drawn = replace(drawn, include=tuple(dict.fromkeys(drawn.include + forced))) if forced else drawn
     built = build_graph(tr, target.id, drawn, analysis.lens)
     notes = [n for n in analysis.notes if n == target.note] + built.notes
     t3 = time.perf_counter()
@@ -143,13 +154,21 @@ def redraw(analysis: Analysis, settings: GraphSettings | None = None, first_view
     title = (f"<b>{escape(vm.name, quote=False)}</b> · "  # SVG text: plotly decodes &lt; &gt; &amp; only
              f"'{escape(display_token(tr.tokens[tr.position]), quote=False)}' (position {tr.position}) "
              f"→ target '{escape(display_token(target.token), quote=False)}'")
-    figure = graph_figure(built.graph, positions, target.token, vm.dims.d_vocab, title)
+    figure = (go.Figure(layout=dict(title=dict(text=title))) if curation.changes_graph()  # drawn by curate below
+              else graph_figure(built.graph, positions, target.token, vm.dims.d_vocab, title))
+    out = Analysis(tr, target, settings, analysis.top_predictions, analysis.layer_strip, built.graph, figure,
+                   notes, analysis.strip_figure, built.vectors, built.norm_inputs, analysis.lens, {},
+                   dict(analysis.extras), drawn_layers=(drawn.layers(vm.dims.n_layers)[0], layers[-1]),
+                   curation=curation)
+    if curation.changes_graph():
+        from visit.curation import curate
+
+        out = curate(out, curation)
     t4 = time.perf_counter()
     timings = {k: v for k, v in analysis.timings.items() if k in ("trace", "summary")}
     timings.update(graph=t3 - t2, render=t4 - t3, total=timings.get("trace", 0) + timings.get("summary", 0) + t4 - t2)
-    return Analysis(tr, target, settings, analysis.top_predictions, analysis.layer_strip, built.graph, figure,
-                    notes, analysis.strip_figure, built.vectors, built.norm_inputs, analysis.lens, timings,
-                    dict(analysis.extras), drawn_layers=(drawn.layers(vm.dims.n_layers)[0], layers[-1]))
+    out.timings = timings
+    return out
 
 
 def complete(analysis: Analysis) -> Analysis:
@@ -243,11 +262,12 @@ def graph_json(analysis: Analysis) -> dict:
     })
 
 
-def export_html(analysis: Analysis, path: str | Path | None = None) -> str:
-    """The standalone report (opens offline: plotly.js embedded once). Written to ``path`` if given."""
+def export_html(analysis: Analysis, path: str | Path | None = None, link: str | None = None) -> str:
+    """The standalone report (opens offline: plotly.js embedded once). Written to ``path`` if given. ``link``: the
+    view's query string as the app's URL holds it (:mod:`visit.links`; default: built from the analysis)."""
     from visit.report import render_report
 
-    html = render_report(complete(analysis))
+    html = render_report(complete(analysis), link)
     if path is not None:
         try:
             Path(path).write_text(html, encoding="utf-8")

@@ -23,6 +23,7 @@ REPORT_SECTION_PROVIDERS: tuple[str, ...] = (
     "visit.attribution.report:report_sections",
     "visit.localization.report:report_sections",
     "visit.localization.kn_report:report_sections",
+    "visit.editing.report:report_sections",
 )
 
 
@@ -113,8 +114,44 @@ def label_script() -> str:
     return f"<script>{path.read_text(encoding='utf-8')}</script>" if path.is_file() else ""
 
 
-def render_report(analysis) -> str:
-    """The whole report as one HTML document (plotly.js inlined once: opens offline)."""
+def view_state(analysis, link: str | None = None) -> str:
+    """The view as the app's URL holds it (:mod:`visit.links`): the query string to append to the app's address,
+    the pins, groups (with their combined contribution) and labels as tables, and the same state as JSON in a
+    ``<script type="application/json" id="visit-view-state">`` block (``<`` written as ``\\u003c``)."""
+    import json
+
+    from visit.links import view_query
+
+    c = analysis.curation
+    tr, t = analysis.trace, analysis.target
+    link = link or view_query(tr.prompt, target_id=t.id, position=tr.position, settings=analysis.settings,
+                              curation=c)
+    g = analysis.graph
+    parts = [f"<p>Open this view in the app: its address followed by <code class='view-link'>{escape(link)}</code></p>"]
+    if c.pins:
+        parts.append(f"<p>pinned: {', '.join(f'<code>{escape(p)}</code>' for p in c.pins)}"
+                     f"{' (shown alone)' if c.pinned_only else ''}</p>")
+    if c.groups:
+        rows = []
+        for grp in c.groups:
+            contribution = g.nodes[grp.id].get("attribution") if grp.id in g else None
+            rows.append([escape(grp.id), escape(grp.name), escape(", ".join(grp.members)),
+                         "n/a" if contribution is None else f"{contribution:+.4f}"])
+        parts.append(_table(["group", "name", "members", "contribution (Δ log p target)"], rows))
+    if c.labels:
+        parts.append(_table(["node", "label"], [[escape(k), escape(v)] for k, v in c.labels]))
+    if c.selected:
+        parts.append(f"<p>selected: <code>{escape(c.selected)}</code></p>")
+    state = {"model": analysis.vm.name, "prompt": tr.prompt, "target_id": t.id, "position": tr.position,
+             "settings": analysis.settings.as_dict(), "curation": c.as_dict(), "query": link}
+    blob = json.dumps(state, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    parts.append(f"<script type='application/json' id='visit-view-state'>{blob}</script>")
+    return "".join(parts)
+
+
+def render_report(analysis, link: str | None = None) -> str:
+    """The whole report as one HTML document (plotly.js inlined once: opens offline). ``link``: the view's query
+    string as the app's URL holds it (default: built from the analysis, without the model box's text)."""
     parts = [("Summary", _summary(analysis)),
              ("Flow graph", READING_GUIDE + analysis.figure.to_html(
                  full_html=False, include_plotlyjs=True, config={"scrollZoom": True, "displaylogo": False})
@@ -124,6 +161,7 @@ def render_report(analysis) -> str:
         parts.append(("Per layer", analysis.strip_figure.to_html(full_html=False, include_plotlyjs=False)
                       + f"<details><summary>table</summary>{_strip_table(analysis)}</details>"))
     parts.append(("Settings", _settings(analysis)))
+    parts.append(("View: link, pins, groups, labels", view_state(analysis, link)))
     for section in provider_sections(analysis):
         body = ""
         if section.figure is not None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from visit.graph.nodes import GROUP_KIND
+
 ADDED_TO_PRE = frozenset({"head", "memory", "wo_neuron", "concat", "attn_out"})
 ADDED_TO_MID = frozenset({"neuron", "mlp_out"})
 
@@ -46,10 +48,12 @@ def node_attribution(analysis, node_ids=None) -> dict[str, float | None]:
     ids = list(g.nodes) if node_ids is None else [n for n in node_ids if n in g]
     target_id = analysis.target.id
     known = memo(analysis.trace, ("node_attribution", target_id), dict)
-    todo = [n for n in ids if n not in known]
+    # a user's group (visit.graph.groups) carries its members' summed attribution; its id is not memoised
+    grouped = {n: g.nodes[n].get("attribution") for n in ids if g.nodes[n]["kind"] == GROUP_KIND}
+    todo = [n for n in ids if n not in known and n not in grouped]
     if todo:
         known.update(_compute(analysis, todo))
-    return {n: known.get(n) for n in ids}
+    return {n: grouped[n] if n in grouped else known.get(n) for n in ids}
 
 
 def _compute(analysis, ids: list[str]) -> dict[str, float | None]:

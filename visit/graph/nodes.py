@@ -7,6 +7,8 @@ from visit.tokens import display_token
 # kinds in computation order within a block
 KINDS = ("resid_pre", "ln1", "qkv", "query", "key", "memory", "head", "concat", "wo_neuron", "attn_out",
          "resid_mid", "ln2", "neuron", "mlp_out", "resid_post")
+GROUP_KIND = "group"  # a user's group of nodes drawn as one (visit.graph.groups)
+DRAWN_KINDS = KINDS + (GROUP_KIND,)  # what a drawn graph may hold, in legend order
 SPINE_KINDS = frozenset({"resid_pre", "ln1", "qkv", "concat", "attn_out", "resid_mid", "ln2", "mlp_out", "resid_post"})
 NORM_KINDS = frozenset({"ln1", "ln2"})
 # kinds whose vector lives in d_head space (queries and keys): no vocabulary projection
@@ -41,6 +43,8 @@ def node_id(layer: int, kind: str, head: int | None = None, index: int | None = 
 def location(attrs: dict) -> str:
     """``"10) attn-memory h3 <- ' France'@3"``: layer, then where the vector was taken (raw text)."""
     kind = attrs["kind"]
+    if kind == GROUP_KIND:
+        return group_location(attrs)
     text = f"{attrs['layer']}) {LOCATION[kind]}"
     if kind in ("query", "head"):
         text += f" h{attrs['head']}"
@@ -51,3 +55,10 @@ def location(attrs: dict) -> str:
     elif kind == "neuron":
         text += f" {attrs['neuron']}"
     return text
+
+
+def group_location(attrs: dict) -> str:
+    """``"3-5) group 'copy heads' (4 nodes)"``: a group's layer span, name (raw text) and size."""
+    lo, hi = attrs["layer"], attrs.get("layer_end", attrs["layer"])
+    span = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return f"{span}) group '{attrs['name']}' ({len(attrs['members'])} nodes)"

@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 
-from visit.graph.nodes import KINDS
+from visit.graph.nodes import DRAWN_KINDS
 from visit.render.hover import edge_hover, esc, node_hover, node_label, tok
 
 UIREVISION = "visit-graph"  # constant: zoom and pan survive updates
@@ -22,9 +22,9 @@ UNPROJECTED_COLOR = "#b0b0b0"
 SYMBOLS = {"resid_pre": "circle", "resid_mid": "circle", "resid_post": "circle", "ln1": "square", "ln2": "square",
            "qkv": "hexagon", "query": "triangle-right", "key": "triangle-left", "memory": "diamond",
            "head": "pentagon", "concat": "hexagon", "wo_neuron": "circle", "attn_out": "hexagram",
-           "neuron": "circle", "mlp_out": "hexagram"}
+           "neuron": "circle", "mlp_out": "hexagram", "group": "octagon"}
 SIZES = {"resid_pre": 16, "resid_mid": 16, "resid_post": 16, "attn_out": 14, "mlp_out": 14, "concat": 12,
-         "qkv": 12, "head": 13, "ln1": 11, "ln2": 11}
+         "qkv": 12, "head": 13, "ln1": 11, "ln2": 11, "group": 22}
 FLAG_SYMBOLS = ("star", "star-diamond", "star-square", "star-triangle-up", "x", "cross")
 WIDTH_BINS = 4
 EDGE_COLORS = {"positive": "rgba(49,110,200,0.55)", "negative": "rgba(215,48,39,0.55)",
@@ -43,6 +43,7 @@ def graph_figure(g: nx.DiGraph, positions: dict, target_token: str, d_vocab: int
     for trace in node_traces(g, positions, target_token):
         fig.add_trace(trace)
     fig.add_trace(label_trace(g, positions))
+    fig.add_trace(pinned_trace(g, positions))
     fig.add_trace(highlight_trace(g, positions))
     cmax = math.log10(max(d_vocab, 10))
     ticks = [v for v in range(0, int(cmax) + 1)]
@@ -68,7 +69,7 @@ def node_traces(g: nx.DiGraph, positions: dict, target_token: str) -> list[go.Sc
     for n, a in g.nodes(data=True):
         (flagged.setdefault(str(a["flag"]), []) if a.get("flag") else by_kind.setdefault(a["kind"], [])).append(n)
     traces = [_node_trace(g, positions, by_kind[k], k, target_token, SYMBOLS[k], SIZES.get(k, 10))
-              for k in KINDS if k in by_kind]
+              for k in DRAWN_KINDS if k in by_kind]
     for i, (label, nodes) in enumerate(sorted(flagged.items())):
         traces.append(_node_trace(g, positions, nodes, f"flagged: {esc(label)}", target_token,
                                   FLAG_SYMBOLS[i % len(FLAG_SYMBOLS)], 15))
@@ -83,6 +84,15 @@ def highlight_trace(g: nx.DiGraph, positions: dict) -> go.Scattergl:
         x=[positions[n][0] for n in highlighted], y=[positions[n][1] for n in highlighted], mode="markers",
         name="highlighted", hoverinfo="skip", showlegend=bool(highlighted),
         marker=dict(symbol="circle-open", size=26, color="#7b2cbf", line=dict(width=3)))
+
+
+def pinned_trace(g: nx.DiGraph, positions: dict) -> go.Scattergl:
+    """Square rings around the pinned nodes (:mod:`visit.graph.groups`; possibly empty), before the highlight."""
+    pinned = [n for n, a in g.nodes(data=True) if a.get("pinned")]
+    return go.Scattergl(
+        x=[positions[n][0] for n in pinned], y=[positions[n][1] for n in pinned], mode="markers",
+        name="pinned", hoverinfo="skip", showlegend=bool(pinned),
+        marker=dict(symbol="square-open", size=24, color="#e07b00", line=dict(width=2)))
 
 
 def _node_trace(g, positions, nodes, name, target_token, symbol, size) -> go.Scattergl:
@@ -120,8 +130,9 @@ LABEL_PRIORITY = {"resid_post": 0, "resid_mid": 1, "resid_pre": 2, "attn_out": 3
 def label_trace(g: nx.DiGraph, positions: dict) -> go.Scatter:
     """Top-token labels in SVG text (where plotly decodes the escaped entities back to literal text), in
     priority order: the page hides a label that would overlap one before it (assets/labels.js)."""
-    nodes = sorted((n for n, a in g.nodes(data=True) if a.get("label") is not None),
-                   key=lambda n: (LABEL_PRIORITY.get(g.nodes[n]["kind"], 10), -g.nodes[n]["layer"]))
+    nodes = sorted((n for n, a in g.nodes(data=True) if a.get("label") is not None or a.get("user_label")),
+                   key=lambda n: (-1 if g.nodes[n].get("user_label") or g.nodes[n]["kind"] == "group"
+                                  else LABEL_PRIORITY.get(g.nodes[n]["kind"], 10), -g.nodes[n]["layer"]))
     return go.Scatter(
         x=_array([positions[n][0] for n in nodes]), y=_array([positions[n][1] for n in nodes]), mode="text",
         name="top token", text=np.array([node_label(g.nodes[n]) for n in nodes], dtype=object),

@@ -20,10 +20,13 @@ def tok(text: str | None) -> str:
 
 
 def node_label(attrs: dict, width: int = 14) -> str:
-    label = attrs.get("label")
+    """The drawn label: the user's label (``user_label``, :mod:`visit.graph.groups`) if any, else the lens's top
+    token with visible whitespace; shortened to ``width`` characters, HTML-escaped."""
+    user = attrs.get("user_label")
+    label = user if user else attrs.get("label")
     if label is None:
         return ""
-    shown = display_token(label)
+    shown = label if user else display_token(label)
     if len(shown) > width:
         shown = shown[: width - 1] + "…"
     return esc(shown)
@@ -35,6 +38,13 @@ def _rank(rank) -> str:
 
 def node_hover(attrs: dict, target_token: str) -> str:
     lines = [f"<b>{esc(attrs['location'])}</b>"]
+    if attrs.get("user_label"):
+        lines.append(f"label: {esc(attrs['user_label'])}")
+    if attrs.get("members"):
+        shown = ", ".join(esc(m) for m in attrs["members"][:8]) + (" …" if len(attrs["members"]) > 8 else "")
+        lines.append(f"members: {shown}")
+        if attrs.get("attribution") is not None:
+            lines.append(f"combined contribution: Δ log p(target) {attrs['attribution']:+.4g}")
     if attrs.get("projected"):
         lines.append("top: " + ", ".join(f"'{tok(t['token'])}' {t['prob']:.3f}" for t in attrs["top"]))
         lines.append(f"target '{tok(target_token)}': p={attrs['target_prob']:.4f}, rank {_rank(attrs['target_rank'])}")
@@ -51,6 +61,8 @@ def node_hover(attrs: dict, target_token: str) -> str:
         lines.append(f"activation {attrs['coefficient']:.4g}{role}")
     if attrs.get("flag"):
         lines.append(f"flagged: {esc(str(attrs['flag']))}")
+    if attrs.get("pinned"):
+        lines.append("pinned")
     if attrs.get("in_target_rank") is not None:
         lines.append(f"norm input: top '{tok(attrs['in_label'])}', target rank {attrs['in_target_rank']}"
                      f" -> {_rank(attrs['target_rank'])}")
@@ -60,6 +72,8 @@ def node_hover(attrs: dict, target_token: str) -> str:
 def edge_hover(u_attrs: dict, v_attrs: dict, e: dict) -> str:
     lines = [f"<b>{esc(u_attrs['location'])} → {esc(v_attrs['location'])}</b>",
              f"{e['kind']} ({e['role']})"]
+    if e.get("merged", 1) > 1:
+        lines.append(f"{e['merged']} edges merged (weights summed)")
     if e.get("coefficient") is not None:
         lines.append(f"coefficient {e['coefficient']:.4g}")
     if e.get("norm") is not None:
