@@ -32,12 +32,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                              "a Hugging Face id or a local directory")
     parser.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     parser.add_argument("--dtype", default="float32", help="float32, float16 or bfloat16 (maths stays in fp32)")
+    parser.add_argument("--device-map", default=None,
+                        help="spread the model over devices and disk: auto, balanced, sequential, or a JSON object "
+                             "(or file) {\"module\": device} with devices 0, cuda:1, cpu, disk")
+    parser.add_argument("--max-memory", default=None,
+                        help="what each device may hold, e.g. 0=20GiB,cpu=60GiB,disk=200GiB (disk only when named)")
 
 
 def load_from_args(args):
     from visit.models import load_model
 
-    return load_model(args.model, device=args.device, dtype=args.dtype)
+    return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
+                      max_memory=args.max_memory)
 
 
 def progress_bar(desc: str):

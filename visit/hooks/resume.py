@@ -103,9 +103,10 @@ class _PrefixKV:
         n = self.used.get(layer_idx, 0)
         if n == 0:
             return key_states, value_states
-        rows = self.sources[: key_states.shape[0]]
-        k = self.rec.keys[layer_idx][rows, :, self.t - n: self.t].to(key_states.dtype)
-        v = self.rec.values[layer_idx][rows, :, self.t - n: self.t].to(value_states.dtype)
+        keys, values = self.rec.keys[layer_idx], self.rec.values[layer_idx]
+        rows = self.sources[: key_states.shape[0]].to(keys.device)
+        k = keys[rows, :, self.t - n: self.t].to(key_states.device, key_states.dtype)
+        v = values[rows, :, self.t - n: self.t].to(value_states.device, value_states.dtype)
         return torch.cat([k, key_states], dim=-2), torch.cat([v, value_states], dim=-2)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -180,4 +181,5 @@ def resume(vm, recording: Recording, t: int, joins: Sequence[Join], write: Itera
         final = hp.module_of(vm, hp.hook_point(vm, "ln_final.hook_out"))(hidden[:, -1:])
         logits = vm.model.get_output_embeddings()(final)[:, 0]
     cap = vm.weights.logit_softcap
+    logits = logits.to(vm.device)  # the unembedding may live elsewhere (dispatched models)
     return (logits if cap is None else torch.tanh(logits / cap) * cap), rec

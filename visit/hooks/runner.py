@@ -14,6 +14,8 @@ model actually went on with. Hooks are removed when the block exits, also on an 
 a weight (see :mod:`visit.hooks.params` for temporary weight changes).
 
 Reads keep autograd's graph when ``detach=False`` (integrated gradients); by default they are detached.
+Models spread over devices (:mod:`visit.models.dispatch`): reads come back on ``vm.device``, where visit's maths
+runs; writes apply where the value lives (interventions move their operands there).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def hooked(vm, read: Iterable[str] = (), write: Iterable[Intervention] = (), det
         by_site[(point.module, point.side)].append(point)
     out = Hooked()
     wanted = set(read)
+    device = vm.device  # reads come back where visit computes, wherever the module ran (dispatched models)
     handles = []
 
     def process(points, value):
@@ -71,7 +74,7 @@ def hooked(vm, read: Iterable[str] = (), write: Iterable[Intervention] = (), det
                 value = hp.write(vm, point, value, new)
             if point.name in wanted:
                 seen = hp.read(vm, point, value)
-                out.values[point.name] = seen.detach() if detach else seen
+                out.values[point.name] = (seen.detach() if detach else seen).to(device)
         return value
 
     def output_hook(points):

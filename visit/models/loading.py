@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from visit.errors import VisitError
+from visit.models import dispatch, memory
 from visit.models.adapters import ArchAdapter, adapter_for, supported_model_types
 from visit.models.weights import ModelWeights
 
@@ -65,7 +66,8 @@ class VisitModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go and visit's maths runs (a dispatched model's main device: visit.models.dispatch)."""
+        return dispatch.compute_device(self.model)
 
     @property
     def parallel(self) -> bool:
@@ -267,9 +269,15 @@ def gguf_checkpoint(gguf: Path) -> Path:
     return target
 
 
-def load_model(name: str | None = None, device: str | None = None, dtype: str = "float32") -> VisitModel:
+def load_model(name: str | None = None, device: str | None = None, dtype: str = "float32",
+               device_map=None, max_memory=None) -> VisitModel:
     """Load a shipped model (``default``, ``gemma3-270m``), a GGUF file (or a directory holding one), a Hugging
     Face hub id or a local directory.
+
+    ``device_map`` (``auto``, ``balanced``, ``sequential``, or ``{module: device}`` as a dict or JSON) spreads
+    the model over devices and disk with accelerate, within ``max_memory`` (``"0=20GiB,cpu=60GiB,disk=200GiB"``
+    or a dict); see :mod:`visit.models.dispatch`. Before loading, the memory the weights and a trace need is
+    estimated from the config (:mod:`visit.models.memory`) and a model that will not fit is refused.
 
     Raises :class:`VisitError` with one line saying why when the model cannot be loaded.
     """
@@ -309,16 +317,38 @@ def load_model(name: str | None = None, device: str | None = None, dtype: str = 
             f"cannot load model '{name}': architecture '{config.model_type}' is not supported "
             f"(supported: {', '.join(supported_model_types())})"
         )
+    placed = _placement(config, DTYPES[dtype], device, device_map, max_memory)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             source, dtype=DTYPES[dtype], attn_implementation="eager", trust_remote_code=False,
-            local_files_only=local_only,
+            local_files_only=local_only, **placed,
         )
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False, local_files_only=local_only)
     except Exception as exc:  # noqa: BLE001
         raise VisitError(f"cannot load model '{name}': {_short(exc)}; {OFFLINE_HINT}") from None
-    model.to(pick_device(device))
+    if not placed:
+        model.to(pick_device(device))
     return wrap_model(model, tokenizer, display)
+
+
+def _placement(config, dtype: torch.dtype, device: str | None, device_map, max_memory) -> dict:
+    """Check the estimate against the device(s) and return ``from_pretrained``'s placement arguments: ``{}``
+    for one device, else an explicit ``device_map`` (and an offload folder for weights that go to disk)."""
+    from visit import limits
+
+    spec, budget = dispatch.parse_device_map(device_map), dispatch.parse_max_memory(max_memory)
+    if spec is not None and device:
+        raise VisitError("give either --device or --device-map, not both")
+    empty = memory.empty_model(config, dtype)
+    dims = dims_of(empty)
+    tokens = min(dims.n_ctx, limits.PROMPT_TOKENS.value())
+    if spec is None:
+        memory.check_one_device(memory.estimate(empty, dims, dtype, tokens), pick_device(device), budget)
+        return {}
+    est = memory.estimate(empty, dims, dtype, tokens, offloaded=True)
+    device_map = dispatch.plan_device_map(empty, spec, budget, dtype, est.trace_bytes)
+    log.info("visit: %s; placed: %s", est.describe(), dispatch.describe_map(empty, device_map, dtype))
+    return {"device_map": device_map, "offload_folder": str(dispatch.offload_folder(cache_dir()))}
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

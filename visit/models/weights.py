@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from visit.models.adapters import ArchAdapter
+from visit.models.dispatch import compute_device, is_offloaded, read_param
 
 
 def get_module(root: nn.Module, path: str) -> nn.Module:
@@ -29,17 +30,17 @@ def get_module(root: nn.Module, path: str) -> nn.Module:
 
 
 def as_in_out(module: nn.Module, layout: str) -> torch.Tensor:
-    """The projection's weight as ``[in, out]`` (a view for fp32 models)."""
-    weight = module.weight
+    """The projection's weight as ``[in, out]`` (a view for fp32 models; read from disk when offloaded)."""
+    weight = read_param(module, "weight")
     weight = weight if layout == "conv1d" else weight.T
     return weight.float()
 
 
 def bias_or_zeros(module: nn.Module, size: int, device) -> torch.Tensor:
-    bias = getattr(module, "bias", None)
+    bias = read_param(module, "bias")
     if bias is None:
         return torch.zeros(size, device=device)
-    return bias.float()
+    return bias.float().to(device)
 
 
 @dataclass(frozen=True)
@@ -69,16 +70,17 @@ class NormParams:
         return y
 
 
-def norm_params(module: nn.Module, kind: str, offset: float = 0.0) -> NormParams:
-    """The norm's parameters; ``offset`` is added to the stored weight (Gemma multiplies by ``1 + weight``)."""
+def norm_params(module: nn.Module, kind: str, offset: float = 0.0, device=None) -> NormParams:
+    """The norm's parameters (on ``device`` when given); ``offset`` is added to the stored weight (Gemma
+    multiplies by ``1 + weight``)."""
     eps = getattr(module, "eps", None)
     if eps is None:
         eps = getattr(module, "variance_epsilon")
-    bias = getattr(module, "bias", None)
-    weight = module.weight.float()
+    bias = read_param(module, "bias")
+    weight = read_param(module, "weight").float().to(device)
     if offset:
         weight = weight + offset
-    return NormParams(kind, weight, None if bias is None else bias.float(), float(eps))
+    return NormParams(kind, weight, None if bias is None else bias.float().to(device), float(eps))
 
 
 class ModelWeights:
@@ -126,14 +128,14 @@ class ModelWeights:
         path = self.adapter.ln1_post if which == "attn" else self.adapter.ln2_post
         if not path:
             return None
-        return self.memo(("post_gain", layer, which), lambda: norm_params(
+        return self._view(("post_gain", layer, which), lambda: norm_params(
             self.block_module(layer, path), self.adapter.norm_kind, self.adapter.norm_offset).weight)
 
     def post_norm(self, layer: int, which: str) -> NormParams | None:
         """The post-norm after the attention (``"attn"``) or the MLP (``"mlp"``), or None."""
         path = self.adapter.ln1_post if which == "attn" else self.adapter.ln2_post
         return norm_params(self.block_module(layer, path), self.adapter.norm_kind,
-                           self.adapter.norm_offset) if path else None
+                           self.adapter.norm_offset, self.device) if path else None
 
     def _with_gain(self, x: torch.Tensor, layer: int, which: str) -> torch.Tensor:
         gain = self.post_gain(layer, which)
@@ -142,7 +144,7 @@ class ModelWeights:
     def W_O(self, layer: int) -> torch.Tensor:
         """``[n_heads, d_head, d_model]`` (effective: times the post-norm's gain when there is one)"""
         d = self.dims
-        return self.memo(
+        return self._view(
             ("W_O", layer),
             lambda: self._with_gain(as_in_out(self.block_module(layer, self.adapter.attn_out),
                                               self.adapter.weight_layout), layer, "attn").reshape(
@@ -152,7 +154,7 @@ class ModelWeights:
 
     def b_O(self, layer: int) -> torch.Tensor:
         """``[d_model]`` (zeros when the model has no output bias; effective like :meth:`W_O`)"""
-        return self.memo(
+        return self._view(
             ("b_O", layer),
             lambda: self._with_gain(bias_or_zeros(self.block_module(layer, self.adapter.attn_out),
                                                   self.dims.d_model, self.device), layer, "attn"),
@@ -176,7 +178,7 @@ class ModelWeights:
 
     def W_V(self, layer: int) -> torch.Tensor:
         """``[n_kv_heads, d_model, d_head]``: the value projection (applied to ln1's output)."""
-        return self.memo(
+        return self._view(
             ("W_V", layer),
             lambda: self._v_slice(as_in_out(self._v_module(layer), self.adapter.weight_layout))
             .permute(1, 0, 2),
@@ -190,18 +192,18 @@ class ModelWeights:
             size = module.weight.shape[0 if self.adapter.weight_layout == "linear" else 1]
             return self._v_slice(bias_or_zeros(module, size, self.device))
 
-        return self.memo(("b_V", layer), build)
+        return self._view(("b_V", layer), build)
 
     def W_out(self, layer: int) -> torch.Tensor:
         """``[d_mlp, d_model]``: row i is neuron i's value vector (effective: times the post-norm's gain)."""
-        return self.memo(
+        return self._view(
             ("W_out", layer),
             lambda: self._with_gain(as_in_out(self.block_module(layer, self.adapter.mlp_out),
                                               self.adapter.weight_layout), layer, "mlp"),
         )
 
     def b_out(self, layer: int) -> torch.Tensor:
-        return self.memo(
+        return self._view(
             ("b_out", layer),
             lambda: self._with_gain(bias_or_zeros(self.block_module(layer, self.adapter.mlp_out),
                                                   self.dims.d_model, self.device), layer, "mlp"),
@@ -209,7 +211,7 @@ class ModelWeights:
 
     def W_in(self, layer: int, which: int = 0) -> torch.Tensor:
         """``[d_model, d_mlp]``: column i is neuron i's key (gate for ``which=0`` on gated MLPs, up for 1)."""
-        return self.memo(
+        return self._view(
             ("W_in", layer, which),
             lambda: self._in_slice(as_in_out(self.block_module(layer, self.adapter.mlp_in[which]),
                                               self.adapter.weight_layout), which),
@@ -232,7 +234,8 @@ class ModelWeights:
     @property
     def final_norm(self) -> NormParams:
         return self.memo("final_norm", lambda: norm_params(get_module(self.model, self.adapter.final_norm),
-                                                          self.adapter.norm_kind, self.adapter.norm_offset))
+                                                          self.adapter.norm_kind, self.adapter.norm_offset,
+                                                          self.device))
 
     @property
     def logit_softcap(self) -> float | None:
@@ -243,16 +246,33 @@ class ModelWeights:
     @property
     def W_U(self) -> torch.Tensor:
         """``[d_model, d_vocab]``"""
-        return self.memo("W_U", lambda: self.model.get_output_embeddings().weight.float().T)
+        return self.memo("W_U", lambda: read_param(self.model.get_output_embeddings()).float().to(self.device).T)
 
     @property
     def b_U(self) -> torch.Tensor | None:
         def build():
-            bias = getattr(self.model.get_output_embeddings(), "bias", None)
-            return None if bias is None else bias.float()
+            bias = read_param(self.model.get_output_embeddings(), "bias")
+            return None if bias is None else bias.float().to(self.device)
 
         return self.memo("b_U", build)
 
     @property
-    def device(self):
-        return self.W_U.device
+    def device(self) -> torch.device:
+        """Where the views live and visit's maths runs (a dispatched model's main device)."""
+        return compute_device(self.model)
+
+    def _view(self, key: tuple, build):
+        """A per-layer view (``key[1]`` is the layer) on :attr:`device`: kept in :meth:`memo` for layers whose
+        weights are in memory, built anew at each use for offloaded ones (read from disk, dropped after use),
+        so an offloaded model is never materialised whole in fp32."""
+        offloaded = self.__dict__.setdefault("_offloaded_layers", {})
+        layer = key[1]
+        if layer not in offloaded:
+            offloaded[layer] = is_offloaded(self.blocks[layer])
+        if offloaded[layer]:
+            return _to(build(), self.device)
+        return self.memo(key, lambda: _to(build(), self.device))
+
+
+def _to(value, device):
+    return value.to(device) if isinstance(value, torch.Tensor) else value
