@@ -6,7 +6,9 @@ Options (each also an environment variable):
 - ``--model`` / ``VISIT_MODEL``: the model served first (default: the embedded SmolLM2-135M-Instruct);
 - ``--models a,b`` / ``VISIT_MODELS``: further models the model box may load (hub ids or directories);
 - ``--allow-local-models`` / ``VISIT_ALLOW_LOCAL_MODELS=1``: the model box may load any local directory;
-- ``--allow-downloads`` / ``VISIT_ALLOW_DOWNLOADS=1``: the model box may load (download) any hub id.
+- ``--allow-downloads`` / ``VISIT_ALLOW_DOWNLOADS=1``: the model box may load (download) any hub id;
+- ``--device-map`` / ``VISIT_DEVICE_MAP`` and ``--max-memory`` / ``VISIT_MAX_MEMORY``: spread models over
+  devices and disk (visit/models/dispatch.py); the model box loads its models with the same setting.
 
 On loopback without those three flags nothing is restricted. On any other address every request needs the
 access token (``VISIT_TOKEN``, or one generated now and printed once with a ready link) and the model box
@@ -17,6 +19,7 @@ visit/ui/policy.py). Server-side caps: visit/limits.py. Debug stays off.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -45,6 +48,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="let the model box load any local directory")
     parser.add_argument("--allow-downloads", action="store_true", default=env_flag("VISIT_ALLOW_DOWNLOADS"),
                         help="let the model box load (download) any Hugging Face id")
+    parser.add_argument("--device-map", default=os.environ.get("VISIT_DEVICE_MAP") or None,
+                        help="spread models over devices and disk: auto, balanced, sequential or a JSON map "
+                             "{\"module\": device}; the model box uses it too")
+    parser.add_argument("--max-memory", default=os.environ.get("VISIT_MAX_MEMORY") or None,
+                        help="what each device may hold, e.g. 0=20GiB,cpu=60GiB,disk=200GiB (disk only when named)")
     return parser.parse_args(argv)
 
 
@@ -68,12 +76,16 @@ def main(argv=None) -> int:
     try:
         policy = model_policy(args)
         token = None if access.is_loopback(args.host) else access.resolve_token()[0]
-        model = load_model(args.model)
+        spread = {k: v for k, v in (("device_map", args.device_map), ("max_memory", args.max_memory)) if v}
+        load = functools.partial(load_model, **spread)
+        model = load(args.model)
     except VisitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     app = create_app(model=model, model_name=args.model, max_sessions=limits.SESSIONS.value())
     app.visit_registry.policy = policy
+    if spread:
+        app.visit_registry.loader = load  # the model box's models are spread the same way
     access.protect(app, args.host, args.port, token=token)
     print(f"visit: serving {model.name} on http://{args.host}:{args.port}", flush=True)
     print(f"visit: {policy.describe()}", flush=True)

@@ -153,13 +153,37 @@ def test_load_refuses_what_will_not_fit(pair, tmp_path):
         load_model(path, device="cpu", device_map="auto")
 
 
-def test_cli_takes_the_device_map(pair, capsys):
+def test_cli_takes_the_device_map(pair, capsys, tmp_path):
     from visit.cli import main
 
-    plain, _ = pair
+    plain, spread = pair
     path = plain.model.name_or_path
     assert main(["trace", PROMPT, "--model", path, "--device-map", "auto", "--max-memory", "cpu=1MiB,disk=1GiB"]) == 2
     assert "a trace needs" in capsys.readouterr().err
     assert main(["trace", PROMPT, "--model", path, "--device-map", "sequential",
                  "--max-memory", "cpu=60MiB,disk=1GiB"]) == 0
     assert "layer" in capsys.readouterr().out
+    # the graph of the offloaded model (lens labels, attribution) is the undispatched one's
+    graphs = []
+    for extra in ([], ["--device-map", json.dumps(spread.model.hf_device_map)]):
+        out = tmp_path / f"graph{len(graphs)}.json"
+        assert main(["graph", PROMPT, "--model", path, "--json", str(out), *extra]) == 0
+        graphs.append(json.loads(out.read_text())["nodes"])
+    assert graphs[0] == graphs[1] and graphs[0]
+
+
+def test_app_spreads_its_models_with_the_flags(monkeypatch, tiny_factory):
+    import dash
+    from test_access import load_app_module
+
+    import visit.models
+
+    app_main = load_app_module()
+    calls, served = [], {}
+    monkeypatch.setattr(visit.models, "load_model", lambda name, **kw: calls.append((name, kw)) or tiny_factory("gpt2"))
+    monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: served.update(app=self))
+    monkeypatch.setenv("VISIT_MAX_MEMORY", "cpu=8GiB,disk=50GiB")
+    assert app_main.main(["--device-map", "auto"]) == 0
+    served["app"].visit_registry.get("another")  # the model box loads with the server's setting
+    spread = {"device_map": "auto", "max_memory": "cpu=8GiB,disk=50GiB"}
+    assert calls == [("default", spread), ("another", spread)]
