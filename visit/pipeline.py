@@ -23,6 +23,7 @@ from visit.graph import GraphSettings, build_graph
 from visit.graph.groups import EMPTY, Curation
 from visit.hooks import Intervention
 from visit.lens import LogitLens
+from visit.models.overlay import weights_of
 from visit.render import graph_figure, layout, strip_figure
 from visit.summary import layer_summary, top_predictions
 from visit.tokens import Target, display_token, resolve_target, target_from_id, token_string
@@ -108,6 +109,11 @@ def analyze(vm, prompt: str, target_text: str | None = None, position: int | Non
     about 1/8 of the work on a 30-layer model): ``analysis.partial`` is then True and :func:`complete` adds the
     rest without a new forward pass. Node positions are those of the whole graph either way."""
     settings = (settings or GraphSettings()).validated(vm.dims.n_layers)
+    with vm.lock:  # every weight read under this thread's weights (its session's edits: visit.models.overlay)
+        return _analyze(vm, prompt, target_text, position, settings, target_id, interventions, first_view)
+
+
+def _analyze(vm, prompt, target_text, position, settings, target_id, interventions, first_view) -> Analysis:
     t0 = time.perf_counter()
     tr = run_trace(vm, prompt, position, interventions)
     check_finite(tr)
@@ -131,7 +137,12 @@ def redraw(analysis: Analysis, settings: GraphSettings | None = None, first_view
 
     Pruning knobs, the layer range, included, highlighted and flagged nodes all change only the graph; node
     lens rows are kept per trace (:mod:`visit.graph.builder`), so only nodes never drawn before are projected.
-    ``first_view``: as in :func:`analyze`."""
+    ``first_view``: as in :func:`analyze`. Runs on the weights the trace was computed on."""
+    with weights_of(analysis.trace):
+        return _redraw(analysis, settings, first_view)
+
+
+def _redraw(analysis: Analysis, settings: GraphSettings | None, first_view: int | None) -> Analysis:
     vm, tr, target = analysis.vm, analysis.trace, analysis.target
     settings = (settings or analysis.settings).validated(vm.dims.n_layers)
     layers = settings.layers(vm.dims.n_layers)
@@ -198,9 +209,14 @@ def node_details(analysis: Analysis, node_id: str) -> dict:
     neurons add ``"static"`` (their value vector's vocabulary projection); heads, queries, keys and
     memory values add ``"attention"`` (``[{"position", "token", "weight"}]`` over the source tokens).
     """
-    g = analysis.graph
-    if node_id not in g:
+    if node_id not in analysis.graph:
         raise VisitError(f"there is no node {node_id!r} in this graph")
+    with weights_of(analysis.trace):  # static projections read the weights the trace was computed on
+        return _node_details(analysis, node_id)
+
+
+def _node_details(analysis: Analysis, node_id: str) -> dict:
+    g = analysis.graph
     a = g.nodes[node_id]
     out = {k: v for k, v in a.items() if k not in ("top",)}
     tr, vm = analysis.trace, analysis.vm

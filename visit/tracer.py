@@ -49,6 +49,7 @@ from visit.errors import VisitError
 from visit.hooks.interventions import Intervention
 from visit.hooks.runner import run
 from visit.models.loading import VisitModel
+from visit.models.overlay import NONE, Overlay, current
 from visit.tokens import token_strings
 
 
@@ -63,6 +64,7 @@ class Trace:
     vm: VisitModel = field(repr=False)
     interventions: tuple = ()  # what was written during the pass (visit.hooks)
     weights_version: tuple = ()  # vm.weights.version when traced
+    overlay: Overlay = NONE  # the session's weight edits in force when traced (visit.models.overlay)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.values[name]
@@ -182,11 +184,13 @@ def trace(vm: VisitModel, prompt: str, position: int | None = None,
     """
     input_ids = encode_prompt(vm, prompt)
     pos = resolve_position(position, input_ids.shape[1])
-    logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers, vm.adapter), write=interventions)
-    values = _collect(vm, rec.values, logits[0], pos)
+    with vm.lock:  # the pass, the derived values and the version under this thread's weights (its session's)
+        logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers, vm.adapter), write=interventions)
+        values = _collect(vm, rec.values, logits[0], pos)
+        version = vm.weights.version
     ids = input_ids[0].tolist()
     return Trace(vm.name, prompt, ids, token_strings(vm.tokenizer, ids), pos, values, vm,
-                 tuple(interventions), vm.weights.version)
+                 tuple(interventions), version, current())
 
 
 def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[str, torch.Tensor]:

@@ -9,12 +9,19 @@ from __future__ import annotations
 import threading
 import weakref
 
+from visit.models.overlay import weights_of
+
 _lock = threading.Lock()
 _memo: dict[int, tuple[weakref.ref, dict]] = {}
 
 
 def per_trace(trace, key, compute):
     """``compute()`` once per (trace, key) and weights version; later calls return the stored value."""
+    with weights_of(trace):  # the weights the trace was computed on (its session's edits), under the lock
+        return _per_trace(trace, key, compute)
+
+
+def _per_trace(trace, key, compute):
     key = (trace.vm.weights.version, key)
     with _lock:
         entry = _memo.get(id(trace))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from visit.models.overlay import weights_of
+
 
 def memo(trace, key, compute):
     """``compute()`` once per ``(trace, key)`` and weights version; the result lives as long as the trace.
@@ -9,7 +11,8 @@ def memo(trace, key, compute):
     Attribution combines the trace with the model's weights, so the weights' version is part of the key: after
     an edit the same trace is scored again with the weights it now meets (never a stale number)."""
     store = trace.__dict__.setdefault("_attribution_memo", {})
-    key = (trace.vm.weights.version, key)
-    if key not in store:
-        store[key] = compute()
-    return store[key]
+    with weights_of(trace):  # the weights the trace was computed on (its session's edits), under the lock
+        key = (trace.vm.weights.version, key)
+        if key not in store:
+            store[key] = compute()
+        return store[key]

@@ -30,44 +30,9 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def make_request(template: str, subject: str, new: str, old: str | None = None):
-    """A request from the CLI's text: a template with ``{}``, or a prompt that contains the subject."""
-    from visit.editing.request import EditRequest, from_prompt
-
-    if "{}" not in template:
-        if subject and subject.strip() and subject.strip() in template:
-            return from_prompt(template, subject, new, old)
-        raise VisitError(f"the template has no {{}} for the subject and does not contain the subject "
-                         f"'{subject}': write e.g. 'The capital of {{}} is'")
-    return EditRequest(template, subject, new, old)
-
-
-def top_tokens(vm, prompt: str, k: int) -> list[dict]:
-    import torch
-
-    from visit.hooks import run
-    from visit.tokens import token_string
-    from visit.tracer import encode_prompt
-
-    logits, _ = run(vm, encode_prompt(vm, prompt), logits_to_keep=1)
-    probs = logits[0, -1].float().softmax(-1)
-    values, ids = probs.topk(k)
-    return [{"token": token_string(vm.tokenizer, int(i)), "id": int(i), "prob": float(v)}
-            for v, i in zip(values, ids)]
-
-
-def object_probs(vm, prompts: list[str], objects: list[str]) -> list[dict]:
-    """``P = exp(-mean per-token NLL)`` of each object after each prompt (CounterFact's scoring)."""
-    import math
-
-    from visit.editing.counterfact import object_nll
-
-    nll = object_nll(vm, prompts, objects)
-    return [{o.strip(): math.exp(-float(nll[i, j])) for j, o in enumerate(objects)} for i in range(len(prompts))]
-
-
 def run(args) -> int:
     from visit.editing import EditStack
+    from visit.editing.before_after import before_after, make_request
     from visit.editing.request import check_against_model
 
     if not 1 <= args.top <= 100:
@@ -76,10 +41,6 @@ def run(args) -> int:
     vm = load_from_args(args)
     if request.old is None:
         check_against_model(vm, request)
-    prompts = [request.prompt] + [p for p in args.prompts if p.strip()]
-    objects = [request.new] + ([request.old] if request.old else [])
-    before = [top_tokens(vm, p, args.top) for p in prompts]
-    p_before = object_probs(vm, prompts, objects)
     bar, progress = progress_bar(f"{args.method} edit")
     stack = EditStack()
     options = {"layer": args.layer, "progress": progress}
@@ -89,15 +50,14 @@ def run(args) -> int:
         edit = stack.edit(vm, request, args.method, **options)
     finally:
         bar.close()
-    with stack.applied(vm):
-        after = [top_tokens(vm, p, args.top) for p in prompts]
-        p_after = object_probs(vm, prompts, objects)
+    rows = before_after(vm, request, args.prompts, before=None, after=stack.overlay(), k=args.top)
     print(f"model: {vm.name}")
     print(f"edit: {edit.label()}")
     info = edit.info
     print("info: " + ", ".join(f"{k}={v}" for k, v in info.items() if not isinstance(v, (list, dict))))
-    for prompt, b, a, pb, pa in zip(prompts, before, after, p_before, p_after):
-        print(f"\n{prompt}")
+    for row in rows:
+        b, a, pb, pa = row["before"]["top"], row["after"]["top"], row["before"]["objects"], row["after"]["objects"]
+        print(f"\n{row['prompt']}")
         print(f"  {'before':<32}{'after':<32}")
         for x, y in zip(b, a):
             print(f"  {display_token(x['token'])[:20]:<22}{x['prob']:>8.4f}  {display_token(y['token'])[:20]:<22}"
@@ -105,8 +65,7 @@ def run(args) -> int:
         print("  " + "   ".join(f"P({o}): {pb[o]:.4f} -> {pa[o]:.4f}" for o in pb))
     if args.json_path:
         write_json(args.json_path, {"model": vm.name, "edit": edit.to_json(),
-                                    "prompts": [{"prompt": p, "before": b, "after": a, "objects_before": pb,
-                                                 "objects_after": pa}
-                                                for p, b, a, pb, pa in zip(prompts, before, after, p_before,
-                                                                           p_after)]})
+                                    "prompts": [{"prompt": r["prompt"], "before": r["before"]["top"],
+                                                 "after": r["after"]["top"], "objects_before": r["before"]["objects"],
+                                                 "objects_after": r["after"]["objects"]} for r in rows]})
     return 0

@@ -8,6 +8,8 @@ ends, also on an exception. So:
   edits give in their order (``torch.equal``, not ``W + d - d``);
 - with no block active the weights are the originals, so another session (another :class:`EditStack`, or none)
   never sees these edits; the model lock is held for the whole block, so nobody else runs the model meanwhile.
+- :meth:`overlay` hands the edits to :mod:`visit.models.overlay`: a thread working for the session then sees
+  them whenever it holds the model's lock (the app's session isolation), batch by batch.
 
 Edits are computed sequentially, as ROME's sequential editing does: :meth:`EditStack.edit` runs the editor with
 the earlier edits applied. Reverting an early edit keeps the later ones' deltas as they were computed.
@@ -24,6 +26,7 @@ from visit.editing.edit import Edit, compute_edit
 from visit.editing.request import EditRequest
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
+from visit.models.overlay import NONE, Overlay, session_weights
 
 
 class EditStack:
@@ -38,10 +41,18 @@ class EditStack:
     def __iter__(self):
         return iter(self.edits)
 
+    def overlay(self) -> Overlay:
+        """These edits as the weights a session works under (:mod:`visit.models.overlay`): keyed by the edits'
+        ids, so caches derived from the edited weights survive until the stack changes."""
+        if not self.edits:
+            return NONE
+        return Overlay(("edits",) + tuple(e.id for e in self.edits), tuple(e.deltas for e in self.edits),
+                       tuple(self.edits))
+
     @contextmanager
     def applied(self, vm) -> Iterator[None]:
-        """The model with every edit applied, in order, for the block (under the model lock)."""
-        with weights_changed(vm, [e.deltas for e in self.edits]):
+        """The model with every edit applied, in order, for the block (holding the model lock)."""
+        with session_weights(self.overlay()), vm.lock:
             yield
 
     def push(self, vm, edit: Edit) -> Edit:
@@ -55,7 +66,7 @@ class EditStack:
                 raise VisitError(f"the {edit.method} edit produced a non-finite weight change for '{name}'; "
                                  f"it was not applied")
         ids = torch.tensor([vm.tokenizer(edit.request.prompt).input_ids])
-        with weights_changed(vm, [e.deltas for e in self.edits] + [edit.deltas]):
+        with session_weights(NONE), weights_changed(vm, [e.deltas for e in self.edits] + [edit.deltas]):
             logits, _ = run(vm, ids, logits_to_keep=1)
             finite = bool(torch.isfinite(logits).all())
         if not finite:
@@ -70,7 +81,8 @@ class EditStack:
         fn = editor(method)
         prepare = getattr(fn, "prepare", None)
         if prepare is not None:  # work that must see the unedited model (ROME's key statistics)
-            options = prepare(vm, request, **options)
+            with session_weights(NONE):
+                options = prepare(vm, request, **options)
         with self.applied(vm):
             edit = compute_edit(vm, request, method, **options)
         return self.push(vm, edit)

@@ -29,6 +29,7 @@ import torch
 
 from visit.errors import VisitError
 from visit.hooks import Intervention, run
+from visit.models.overlay import weights_of
 
 VERIFIABLE = ("head", "wo_neuron", "neuron", "attn_out", "mlp_out")
 MODES = ("zero", "mean")
@@ -93,9 +94,6 @@ def verify(analysis, node_ids, mode: str = "zero") -> dict:
 
     Returns ``{"nodes", "mode", "predicted", "actual", "log_prob_before", "log_prob_after", "prob_before",
     "prob_after", "per_node": [{"id", "predicted"}]}`` (changes of the natural log of p(target))."""
-    from visit.attribution.logprob import FrozenLens, increase_of_vectors
-    from visit.graph.attribution import base_of, node_attribution
-
     if mode not in MODES:
         raise VisitError(f"verify mode must be one of {', '.join(MODES)}, not {mode!r}")
     ids = [node_ids] if isinstance(node_ids, str) else list(dict.fromkeys(node_ids))
@@ -106,8 +104,17 @@ def verify(analysis, node_ids, mode: str = "zero") -> dict:
         if n not in g:
             raise VisitError(f"there is no node {n!r} in this graph")
     sites = {n: _site(vm, g.nodes[n]) for n in ids}
-    if getattr(tr, "weights_version", vm.weights.version) != vm.weights.version:
-        raise VisitError("the model's weights changed since this trace: trace again to verify")
+    with weights_of(tr):  # the weights the trace was computed on (its session's edits)
+        if getattr(tr, "weights_version", vm.weights.version) != vm.weights.version:
+            raise VisitError("the model's weights changed since this trace: trace again to verify")
+        return _verify(analysis, ids, mode, sites)
+
+
+def _verify(analysis, ids: list[str], mode: str, sites: dict) -> dict:
+    from visit.attribution.logprob import FrozenLens, increase_of_vectors
+    from visit.graph.attribution import base_of, node_attribution
+
+    g, tr, vm = analysis.graph, analysis.trace, analysis.vm
     attribution = node_attribution(analysis, ids)
     means = prompt_set_means(vm, sorted({name for name, _ in sites.values()})) if mode == "mean" else {}
     pos, target = tr.position, analysis.target.id

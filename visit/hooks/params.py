@@ -29,32 +29,20 @@ def parameter(vm, name: str) -> torch.nn.Parameter:
 
 
 @contextmanager
-def weights_changed(vm, deltas: Sequence[Delta] | Delta = ()) -> Iterator[None]:
+def weights_changed(vm, deltas: Sequence[Delta] | Delta = (), key=None) -> Iterator[None]:
     """Add each delta in ``deltas`` (one mapping or a sequence applied in order) for the block's duration.
 
     The sums are done in fp32 and cast to the parameter's dtype. Holds the model's lock throughout, so no
-    other thread sees the changed weights.
+    other thread sees the changed weights. ``key`` (hashable) names the change for the weights' version
+    (:meth:`visit.models.weights.ModelWeights.changed`): the same key on the same weights gives the same
+    version, so caches survive re-applying it; without a key the version is new every time. When the block
+    ends the weights and the version are again the ones before.
     """
     stack = [deltas] if isinstance(deltas, Mapping) else list(deltas)
-    names = list(dict.fromkeys(n for d in stack for n in d))
-    with vm.lock:
-        params = {n: parameter(vm, n) for n in names}
-        saved = {n: p.detach().clone() for n, p in params.items()}
-        try:
-            with torch.no_grad():
-                for n, p in params.items():
-                    total = saved[n].float()
-                    for d in stack:
-                        if n in d:
-                            total = total + d[n].to(device=p.device, dtype=torch.float32)
-                    p.copy_(total.to(p.dtype))
-            vm.weights.bump()
-            yield
-        finally:
-            with torch.no_grad():
-                for n, p in params.items():
-                    p.copy_(saved[n])
-            vm.weights.bump()
+    for name in dict.fromkeys(n for d in stack for n in d):
+        parameter(vm, name)  # a clear message for a name the model lacks
+    with vm.lock, vm.weights.changed(stack, key):
+        yield
 
 
 def check_finite(vm, names: Sequence[str]) -> None:

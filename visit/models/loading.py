@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from torch import nn
 from visit.errors import VisitError
 from visit.models import dispatch, memory
 from visit.models.adapters import ArchAdapter, adapter_for, supported_model_types
+from visit.models.overlay import ModelLock
 from visit.models.weights import ModelWeights
 
 DEFAULT_MODEL = "default"
@@ -62,7 +62,7 @@ class VisitModel:
     name: str
     dims: Dims
     weights: ModelWeights
-    lock: threading.RLock
+    lock: ModelLock  # reentrant; applies the holding thread's session edits (visit.models.overlay)
 
     @property
     def device(self) -> torch.device:
@@ -108,7 +108,9 @@ def wrap_model(model: nn.Module, tokenizer, name: str) -> VisitModel:
     model.eval()
     model.requires_grad_(False)
     dims = dims_of(model)
-    return VisitModel(model, tokenizer, adapter, name, dims, ModelWeights(model, adapter, dims), threading.RLock())
+    vm = VisitModel(model, tokenizer, adapter, name, dims, ModelWeights(model, adapter, dims), ModelLock())
+    vm.lock.bind(vm)
+    return vm
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,18 @@ contributions then add up exactly to what the model added. Without post-norms th
 
 from __future__ import annotations
 
+import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 import torch
 from torch import nn
 
 from visit.models.adapters import ArchAdapter
 from visit.models.dispatch import compute_device, is_offloaded, read_param
+
+_anonymous = itertools.count(1)
 
 
 def get_module(root: nn.Module, path: str) -> nn.Module:
@@ -91,36 +96,80 @@ class ModelWeights:
         self.adapter = adapter
         self.dims = dims
         self.blocks = get_module(model, adapter.blocks)
-        self._cache: dict[tuple, object] = {}
+        self._caches: dict[tuple, dict] = {}  # version -> {key: value}, the MEMO_VERSIONS most recent
         self._params = list(model.parameters())
         self._bumps = 0
-        self._cache_version: tuple[int, int] | None = None
+        self._state: tuple = ()  # keys of the temporary changes in force (:meth:`changed`): () at rest
+        self._offset = 0  # in-place counter increments of changes that were undone (:meth:`changed`)
 
     @property
-    def version(self) -> tuple[int, int]:
-        """Changes whenever a weight may have changed: explicit :meth:`bump` calls (every weight change in
-        :mod:`visit.hooks.params`) and PyTorch's in-place counters of the parameters (any other in-place edit).
-        Equal versions mean the weights are the ones the cached values were computed from."""
-        return self._bumps, sum(p._version for p in self._params)
+    def version(self) -> tuple:
+        """Changes whenever a weight may have changed: explicit :meth:`bump` calls, PyTorch's in-place counters
+        of the parameters (any edit we were not told about), and the temporary change in force
+        (:func:`visit.hooks.params.weights_changed`). Equal versions mean equal weights, so a cached value
+        computed under a version is valid whenever that version comes back:
+
+        - when a temporary change ends, the originals are copied back bit-exactly and the version returns to
+          what it was (:meth:`changed`), so caches of the weights at rest survive a session's edits;
+        - a change applied under a ``key`` (a session's edit stack: the ids of its edits, which never change)
+          has the same version every time it is applied on the same weights, so that session's caches survive
+          other sessions' requests; one applied without a key gets a version never seen before.
+        """
+        return self._state, self._bumps, sum(p._version for p in self._params) - self._offset
 
     def bump(self) -> None:
         """Record a weight change (cached derived values are dropped at their next use)."""
         self._bumps += 1
 
+    @contextmanager
+    def changed(self, deltas: list[Mapping[str, torch.Tensor]], key=None) -> Iterator[None]:
+        """Add the deltas (``{parameter name: delta}``, in order, summed in fp32) for the block, then copy the
+        saved originals back bit-exactly, also on an exception. The caller holds the model's lock.
+
+        The version inside is keyed by ``key`` (none: a fresh one); afterwards it is the one before: the changed
+        parameters' in-place counters are discounted, while changes to other parameters and :meth:`bump` calls
+        in between stay visible."""
+        named = dict(self.model.named_parameters())
+        params = {n: named[n] for n in dict.fromkeys(n for d in deltas for n in d)}
+        saved = {n: p.detach().clone() for n, p in params.items()}
+        state, offset, counters = self._state, self._offset, [p._version for p in params.values()]
+        try:
+            with torch.no_grad():
+                for n, p in params.items():
+                    total = saved[n].float()
+                    for d in deltas:
+                        if n in d:
+                            total = total + d[n].to(device=p.device, dtype=torch.float32)
+                    p.copy_(total.to(p.dtype))
+            self._state = state + (key if key is not None else ("anonymous", next(_anonymous)),)
+            yield
+        finally:
+            with torch.no_grad():
+                for n, p in params.items():
+                    p.copy_(saved[n])
+            self._state = state
+            self._offset = offset + sum(p._version - v for p, v in zip(params.values(), counters))
+
     def block_module(self, layer: int, path: str) -> nn.Module:
         return get_module(self.blocks[layer], path)
+
+    MEMO_VERSIONS = 2  # the weights at rest and one edited state: each holds e.g. a packed unembedding
 
     def memo(self, key, build):
         """``build()`` once per key for this model's current weights: weight views and constants derived
         from the weights (e.g. per-neuron norms the attribution bounds use). Keyed by :attr:`version`, so an
-        edited model never gets values computed from the weights it had before."""
+        edited model never gets values computed from the weights it had before; the values of the
+        :data:`MEMO_VERSIONS` most recent versions are kept."""
         version = self.version
-        if version != self._cache_version:
-            self._cache.clear()
-            self._cache_version = version
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        cache = self._caches.pop(version, None)
+        if cache is None:
+            cache = {}
+            while len(self._caches) >= self.MEMO_VERSIONS:
+                self._caches.pop(next(iter(self._caches)))
+        self._caches[version] = cache  # most recent last
+        if key not in cache:
+            cache[key] = build()
+        return cache[key]
 
     def post_gain(self, layer: int, which: str) -> torch.Tensor | None:
         """``[d_model]``: the gain of the post-norm after the attention (``which="attn"``) or the MLP

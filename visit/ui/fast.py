@@ -16,6 +16,7 @@ import logging
 
 from dash import Input, Output, Patch, State, no_update
 
+from visit.models.overlay import current, version_under
 from visit.render.figure import highlight_trace
 from visit.ui import ids
 from visit.ui.view import INITIAL_LAYERS
@@ -30,8 +31,8 @@ def can_redraw(state, vm, request) -> bool:
     a, old = state.analysis, state.request
     if a is None or old is None or a.vm is not vm:
         return False
-    if getattr(a.trace, "weights_version", None) != vm.weights.version:
-        return False  # the weights changed since (an edit): trace again
+    if a.trace.overlay != current() or a.trace.weights_version != version_under(vm):
+        return False  # other weights than the trace's (the session's edits changed, or a weight did): trace again
     return (request.prompt, request.position, request.target_text, request.target_id) == \
         (old.prompt, old.position, old.target_text, old.target_id)
 

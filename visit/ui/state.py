@@ -19,8 +19,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
+from visit.editing.stack import EditStack
 from visit.errors import VisitError
 from visit.graph.settings import GraphSettings
+from visit.models.overlay import NONE, Overlay
 from visit.ui.budget import ByteBudget, analysis_nbytes
 from visit.ui.view import ViewMemory
 
@@ -54,8 +56,15 @@ class SessionState:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one trace at a time per session
     analysis_bytes: int = 0  # what the byte budget counts for this session's analysis
     dropped_note: str | None = None  # set when the budget dropped this session's analysis
+    edits: EditStack = field(default_factory=EditStack)  # this session's knowledge edits, in order
+    show_unedited: bool = False  # trace with the weights at rest although the session has edits
     session_id: str | None = field(default=None, repr=False)
     store: Any = field(default=None, repr=False, compare=False)  # the SessionStore that accounts its bytes
+
+    def overlay(self) -> Overlay:
+        """The weights this session's work runs on (:mod:`visit.models.overlay`): its edits, unless it asked
+        to see the model before them."""
+        return NONE if self.show_unedited else self.edits.overlay()
 
     def __setattr__(self, name, value):
         object.__setattr__(self, name, value)

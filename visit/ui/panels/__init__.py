@@ -84,6 +84,7 @@ PANELS: tuple[str, ...] = (
     "visit.ui.panels.knowledge_neurons",
     "visit.ui.panels.verify",
     "visit.ui.panels.compare",
+    "visit.ui.panels.editing",
 )
 
 

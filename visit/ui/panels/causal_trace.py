@@ -121,10 +121,10 @@ def register_callbacks(app, ctx):
         analysis = ctx.analysis(session_id)
         if analysis is None or (subject or "").strip() and subject in analysis.trace.prompt:
             return no_update
-        return _shipped_subject(analysis.trace.prompt) or no_update
+        return shipped_subject(analysis.trace.prompt) or no_update
 
 
-def _shipped_subject(prompt: str) -> str | None:
+def shipped_subject(prompt: str) -> str | None:
     from visit.prompts import default_prompt_file, load_prompt_file
 
     for case in load_prompt_file(default_prompt_file()):

@@ -8,8 +8,12 @@
     vm = ctx.model(session_id)            # the model the session uses (loads it on first use)
     ctx.jobs.submit(session_id, "my-kind", fn)   # long work: see visit.ui.jobs and job_widget
 
-The model is shared by every session and read-only: change what a forward pass computes only through
-the hook layer's interventions (which undo themselves), never by editing weights in place.
+The model is shared by every session: change what a forward pass computes only through the hook layer's
+interventions (which undo themselves), never by editing weights in place. A session's knowledge edits
+(``ctx.state(session_id).edits``) exist in the weights only while a thread working for that session holds the
+model's lock (:mod:`visit.models.overlay`): run the model for a session inside ``with ctx.using(session_id):``
+(job functions started through :mod:`visit.ui.panels.job_widget` already are), and values computed later from
+one of its traces meet the trace's own weights by themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Callable
 
 from visit import limits
 from visit.models import VisitModel
+from visit.models.overlay import session_weights
 from visit.ui.jobs import JobRunner
 from visit.ui.model_registry import ModelRegistry
 from visit.ui.state import SessionState, SessionStore
@@ -42,6 +47,10 @@ class PanelContext:
     def model(self, session_id: str | None) -> VisitModel:
         """The model this session uses (the app's default until it loads another); may raise VisitError."""
         return self.registry.get(self.state(session_id).model_name)
+
+    def using(self, session_id: str | None):
+        """Context manager: this thread works on the session's weights (its edits) until the block ends."""
+        return session_weights(self.state(session_id).overlay())
 
     @classmethod
     def create(cls, *, model: VisitModel | None = None, loader=None, model_name: str = "default",

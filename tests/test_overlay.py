@@ -1,0 +1,114 @@
+"""Session weights: a thread sees its session's edits exactly while it holds the model's lock, nobody else ever
+does, versions come back, and values computed later from a trace meet the weights it was traced on."""
+
+import threading
+
+import pytest
+import torch
+
+from visit.editing import Edit, EditRequest, EditStack
+from visit.editing.edit import mlp_out_param
+from visit.graph.attribution import node_attribution
+from visit.hooks import run
+from visit.models.overlay import NONE, OverlayConflict, current, session_weights, version_under
+from visit.pipeline import analyze
+from visit.tracer import trace
+
+REQ = EditRequest("The capital of {} is", "France", "Rome", old="Paris")
+PROMPT = "The capital of France is"
+
+
+def big_edit(vm, layer=1, seed=0, size=0.5):
+    name = mlp_out_param(vm, layer)
+    shape = dict(vm.model.named_parameters())[name].shape
+    g = torch.Generator().manual_seed(seed)
+    return Edit("test", REQ, layer, {name: torch.randn(shape, generator=g) * size})
+
+
+def logits_of(vm, prompt=PROMPT):
+    ids = torch.tensor([vm.tokenizer(prompt).input_ids])
+    logits, _ = run(vm, ids, logits_to_keep=1)
+    return logits[0, -1]
+
+
+@pytest.fixture
+def edited(tiny_factory):
+    vm = tiny_factory("llama")
+    stack = EditStack()
+    stack.push(vm, big_edit(vm))
+    return vm, stack
+
+
+def test_edits_exist_only_while_the_sessions_thread_holds_the_lock(edited):
+    vm, stack = edited
+    at_rest = {n: p.detach().clone() for n, p in vm.model.named_parameters()}
+    clean = logits_of(vm)
+    with stack.applied(vm):
+        reference = logits_of(vm)
+    assert not torch.allclose(clean, reference)
+    with session_weights(stack.overlay()):
+        assert torch.equal(logits_of(vm), reference)  # applied at the acquisition inside run()
+        assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())  # and gone after it
+        with vm.lock:
+            assert not torch.equal(at_rest[mlp_out_param(vm, 1)], dict(vm.model.named_parameters())[mlp_out_param(vm, 1)])
+    assert current() is NONE
+    assert torch.equal(logits_of(vm), clean)
+
+
+def test_concurrent_sessions_never_see_each_others_edits(edited):
+    vm, stack = edited
+    clean = logits_of(vm)
+    with stack.applied(vm):
+        reference = logits_of(vm)
+    seen = {"edited": [], "clean": []}
+
+    def worker(kind, overlay):
+        with session_weights(overlay):
+            for _ in range(25):
+                seen[kind].append(logits_of(vm))
+
+    threads = [threading.Thread(target=worker, args=("edited", stack.overlay())),
+               threading.Thread(target=worker, args=("clean", NONE))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(x, reference) for x in seen["edited"])
+    assert all(torch.equal(x, clean) for x in seen["clean"])
+
+
+def test_versions_come_back_and_keyed_versions_repeat(edited):
+    vm, stack = edited
+    rest = vm.weights.version
+    first = version_under(vm, stack.overlay())
+    assert first != rest and vm.weights.version == rest
+    assert version_under(vm, stack.overlay()) == first  # same edits, same weights: caches stay valid
+    other = EditStack(list(stack.edits))
+    other.push(vm, big_edit(vm, seed=1))
+    assert version_under(vm, other.overlay()) not in (rest, first)
+    with torch.no_grad():  # an unannounced in-place edit is still seen
+        dict(vm.model.named_parameters())[mlp_out_param(vm, 0)].mul_(1.0)
+    assert vm.weights.version != rest
+
+
+def test_switching_weights_while_holding_the_lock_is_refused(edited):
+    vm, stack = edited
+    with vm.lock:
+        with session_weights(stack.overlay()), pytest.raises(OverlayConflict):
+            vm.lock.acquire()
+    assert not vm.lock.held_by_me()
+
+
+def test_a_trace_keeps_its_weights_for_later_work(edited):
+    vm, stack = edited
+    with session_weights(stack.overlay()):
+        after = analyze(vm, PROMPT)
+        expected = dict(node_attribution(after))
+    after.trace.__dict__.pop("_attribution_memo", None)
+    assert after.trace.overlay == stack.overlay()
+    later = node_attribution(after)  # another thread, no session weights: the trace's own are used
+    assert later.keys() == expected.keys()
+    scored = [k for k, v in expected.items() if v is not None]
+    assert scored and all(later[k] == pytest.approx(expected[k], abs=1e-6) for k in scored)
+    clean = node_attribution(analyze(vm, PROMPT))
+    assert any(abs(clean[k] - expected[k]) > 1e-4 for k in scored if clean.get(k) is not None)

@@ -1,0 +1,236 @@
+"""Editing panel (seed 001 section 3.3; ROME, KN-E, CNE): change one fact, see what changed inside the forward pass.
+
+Subject, template and objects are prefilled from the traced prompt; "Apply edit" runs the editor as the session's
+job (ROME's key statistics are computed once per model and layer, with progress). When it finishes the panel
+shows the old and new objects' probabilities before and after on the prompt and the prompts listed, and the
+difference of the flow graphs before and after the edit (aligned by node id); the graph is re-traced on the
+edited model with the most changed nodes marked. "Show the graph before the edits" toggles between the two.
+
+Edits belong to this browser session only (:class:`visit.editing.stack.EditStack` on the session's state, applied
+under the model's lock for this session's own work: :mod:`visit.models.overlay`); revert any one or all.
+Clicking a cell of the causal trace's heatmaps puts its layer (and the subject) here: "edit at this layer".
+"""
+
+from __future__ import annotations
+
+from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
+
+from visit.editing.before_after import before_after, make_request
+from visit.editing.edit import EDITORS, editor
+from visit.editing.report import compact_difference
+from visit.errors import VisitError
+from visit.models.overlay import session_weights
+from visit.tokens import display_token
+from visit.ui import ids
+from visit.ui.panels import causal_trace
+from visit.ui.panels.job_widget import JobIds, job_controls, register_job_callbacks
+from visit.ui.state import request_graph_update
+
+TITLE = "Editing"
+PREFIX = "editing"
+KIND = "edit"
+TEMPLATE, SUBJECT, NEW, OLD = (f"{PREFIX}-{n}" for n in ("template", "subject", "new", "old"))
+METHOD, LAYER, KEY, PROMPTS = (f"{PREFIX}-{n}" for n in ("method", "layer", "key", "prompts"))
+LIST, REVERT, REVERT_ALL, SHOW_BEFORE, NOTE = (f"{PREFIX}-{n}" for n in ("list", "revert", "revert-all",
+                                                                           "show-before", "note"))
+MAX_PROMPT_CHARS = 4000
+HINT = ("Rewrite one fact in this session's copy of the weights (nobody else sees it) and see what changed: the "
+        "objects' probabilities before and after, and the nodes of the flow graph that changed most. Template: "
+        "the prompt with {} for the subject (or the prompt itself, when it contains the subject).")
+METHODS = {"rome": "ROME (rank-one, MLP at one layer)", "kn": "KN-E (knowledge neurons)",
+           "cne": "CNE (causal neuron)"}
+
+
+def layout():
+    inputs = [
+        dcc.Input(id=TEMPLATE, type="text", placeholder="template, e.g. The capital of {} is", maxLength=500,
+                  className="input-wide"),
+        dcc.Input(id=SUBJECT, type="text", placeholder="subject", maxLength=200, className="input-small"),
+        dcc.Input(id=OLD, type="text", placeholder="old object (blank: the graph's target)", maxLength=200,
+                  className="input-small"),
+        dcc.Input(id=NEW, type="text", placeholder="new object, e.g. Rome", maxLength=200, className="input-small"),
+        dcc.Dropdown(id=METHOD, value="rome", clearable=False, className="input-small",
+                     options=[{"label": METHODS.get(m, m), "value": m} for m in sorted(EDITORS)]),
+        dcc.Input(id=LAYER, type="number", min=0, step=1, placeholder="layer (blank: default)",
+                  className="input-tiny"),
+        dcc.Dropdown(id=KEY, value="averaged", clearable=False, className="input-small",
+                     options=[{"label": "ROME key: prefix-averaged (r-ROME)", "value": "averaged"},
+                              {"label": "ROME key: original", "value": "original"}]),
+        dcc.Textarea(id=PROMPTS, placeholder="paraphrases and neighbours to compare, one per line", maxLength=4000,
+                     className="input-wide", rows=3),
+    ]
+    return html.Div([
+        html.P(HINT, className="hint"),
+        html.Div(id=NOTE, className="hint"),
+        job_controls(PREFIX, "Apply edit", controls=inputs),
+        html.H4("This session's edits"),
+        html.Div(id=LIST),
+        html.Button("Revert all", id=REVERT_ALL, n_clicks=0),
+        dcc.Checklist(id=SHOW_BEFORE, value=[], options=[{"label": "show the graph before the edits",
+                                                          "value": "before"}]),
+    ], className="panel")
+
+
+def _prompts(text: str | None) -> list[str]:
+    text = text or ""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise VisitError(f"the prompts to compare are too long ({len(text)} characters; at most {MAX_PROMPT_CHARS})")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _layer(value) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise VisitError(f"the layer must be a whole number, not {value!r}") from None
+
+
+def start(ctx, session_id: str, values: tuple):
+    """Check the inputs, return the job: edit, measure before/after, diff the graphs (VisitError: the message)."""
+    template, subject, old, new, method, layer, key, prompts = values
+    analysis = ctx.analysis(session_id)
+    if analysis is None:
+        raise VisitError("trace a prompt first: the edit is compared on its graph")
+    vm = analysis.vm
+    old = (old or "").strip() or analysis.target.token.strip() or None
+    request = make_request((template or "").strip() or analysis.trace.prompt, (subject or "").strip(),
+                           (new or "").strip(), old)
+    editor(method)  # an unknown method is an error now
+    layer = _layer(layer)
+    listed = _prompts(prompts)
+    state = ctx.state(session_id)
+    options = {"layer": layer}
+    if method == "rome":
+        options["key"] = key or "averaged"
+
+    def job(jc):
+        stack = state.edits
+        before = stack.overlay()
+        edit = stack.edit(vm, request, method, progress=jc.progress, **options)
+        after = stack.overlay()
+        jc.progress(0, 3, "probabilities before and after")
+        rows = before_after(vm, request, listed, before=before, after=after)
+        jc.progress(1, 3, "the graph before and after")
+        graphs = []
+        for overlay in (before, after):
+            with session_weights(overlay):
+                graphs.append(ctx.analyze(vm, analysis.trace.prompt, None, analysis.trace.position,
+                                          analysis.settings, target_id=analysis.target.id))
+        from visit.graph.diff import diff_graphs
+
+        diff = diff_graphs(*graphs)
+        edit.info.update(before_after=rows, difference=compact_difference(diff))
+        jc.progress(3, 3, "done")
+        return {"edit": edit.to_json(), "label": edit.label(), "rows": rows, "diff": diff}
+
+    return job
+
+
+def _objects_table(rows: list[dict]) -> html.Table:
+    objects = list(rows[0]["before"]["objects"]) if rows else []
+    head = html.Tr([html.Th("prompt")] + [html.Th(f"P({o})") for o in objects] + [html.Th("top token")])
+    body = []
+    for r in rows:
+        cells = [html.Td(r["prompt"])]
+        for o in objects:
+            cells.append(html.Td(f"{100 * r['before']['objects'][o]:.2f}% → {100 * r['after']['objects'][o]:.2f}%"))
+        cells.append(html.Td(f"{display_token(r['before']['top'][0]['token'])} → "
+                             f"{display_token(r['after']['top'][0]['token'])}"))
+        body.append(html.Tr(cells))
+    return html.Table([head, *body], className="diff-table")
+
+
+def render(result, finished: bool):
+    from visit.ui.diff_view import diff_view
+
+    return html.Div([html.P(result["label"], className="hint"), _objects_table(result["rows"]),
+                     diff_view(result["diff"], ("before the edit", "after the edit"))])
+
+
+def summary(result) -> str:
+    return f"applied: {result['label']}"
+
+
+def edit_list(state) -> html.Div:
+    if not len(state.edits):
+        return html.Div("no edits: the model as it was loaded", className="hint")
+    return html.Div([html.Div([html.Span(e.label(), className="edit-label"),
+                               html.Button("revert", id={"type": REVERT, "index": e.id}, n_clicks=0)],
+                              className="edit-row") for e in state.edits])
+
+
+def register_callbacks(app, ctx):
+    widget_ids = JobIds(PREFIX)
+    register_job_callbacks(app, ctx, PREFIX, KIND, start, render, summary=summary,
+                           inputs=[State(TEMPLATE, "value"), State(SUBJECT, "value"), State(OLD, "value"),
+                                   State(NEW, "value"), State(METHOD, "value"), State(LAYER, "value"),
+                                   State(KEY, "value"), State(PROMPTS, "value")])
+
+    @app.callback(Output(LIST, "children"), Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
+                  Input(widget_ids.seen, "data"), Input({"type": REVERT, "index": ALL}, "n_clicks"),
+                  Input(REVERT_ALL, "n_clicks"), Input(SHOW_BEFORE, "value"), Input(ids.ANALYSIS_VERSION, "data"),
+                  State(ids.SESSION, "data"), prevent_initial_call=True)
+    def _edits(seen, _reverts, _revert_all, show_before, _version, session_id):
+        """The list of edits; after an edit, a revert or the before/after toggle, the graph is traced again on
+        the session's weights (the changed nodes marked after an edit)."""
+        state = ctx.state(session_id)
+        trigger = dash_ctx.triggered_id
+        request = no_update
+        if trigger == widget_ids.seen:
+            result = ctx.jobs.result(session_id, KIND)
+            if not (isinstance(seen, list) and len(seen) == 2 and seen[1] == "done") or result is None:
+                return edit_list(state), no_update
+            request = request_graph_update(session_id, highlight=tuple(result["diff"]["top_changed"]))
+        elif isinstance(trigger, dict) and trigger.get("type") == REVERT:
+            if not dash_ctx.triggered or not dash_ctx.triggered[0]["value"]:
+                return no_update, no_update  # the list was re-drawn, nobody clicked
+            try:
+                state.edits.revert(int(trigger["index"]))
+            except VisitError:
+                return edit_list(state), no_update
+            request = request_graph_update(session_id, highlight=())
+        elif trigger == REVERT_ALL:
+            if not len(state.edits):
+                return edit_list(state), no_update
+            state.edits.clear()
+            request = request_graph_update(session_id, highlight=())
+        elif trigger == SHOW_BEFORE:
+            wanted = "before" in (show_before or [])
+            if wanted != state.show_unedited:
+                state.show_unedited = wanted
+                request = request_graph_update(session_id, highlight=())
+        return edit_list(state), request if state.analysis is not None else no_update
+
+    @app.callback(Output(TEMPLATE, "value"), Output(SUBJECT, "value"), Output(OLD, "placeholder"),
+                  Input(ids.ANALYSIS_VERSION, "data"), State(TEMPLATE, "value"), State(SUBJECT, "value"),
+                  State(ids.SESSION, "data"), prevent_initial_call=True)
+    def _prefill(_version, template, subject, session_id):
+        """Template and subject from the traced prompt (the subject when it is a shipped fact)."""
+        analysis = ctx.analysis(session_id)
+        if analysis is None:
+            return no_update, no_update, no_update
+        prompt = analysis.trace.prompt
+        placeholder = f"old object (blank: {display_token(analysis.target.token).strip()})"
+        if (template or "").strip():
+            return no_update, no_update, placeholder
+        subject = (subject or "").strip() if subject and subject.strip() in prompt else causal_trace.shipped_subject(prompt)
+        if subject and subject in prompt:
+            return prompt.replace(subject, "{}", 1), subject, placeholder
+        return prompt, no_update, placeholder
+
+    @app.callback(Output(LAYER, "value"), Output(SUBJECT, "value", allow_duplicate=True),
+                  Output(NOTE, "children"),
+                  Input({"type": causal_trace.HEAT, "kind": ALL}, "clickData"), State(causal_trace.SUBJECT, "value"),
+                  prevent_initial_call=True)
+    def _edit_at_layer(_clicks, subject):
+        """A causal-trace cell names the layer to edit at (ROME's choice: the MLP peak at the subject)."""
+        if not dash_ctx.triggered or not dash_ctx.triggered[0]["value"]:
+            return no_update, no_update, no_update
+        point = (dash_ctx.triggered[0]["value"].get("points") or [None])[0]
+        if not point:
+            return no_update, no_update, no_update
+        layer = int(point["x"])
+        return (layer, (subject or "").strip() or no_update,
+                f"Edit at layer {layer}: picked from the causal trace (apply the edit below).")
