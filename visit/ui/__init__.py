@@ -38,6 +38,10 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     app.layout = lambda: build_layout(model_label, settings, panel_modules)
     callbacks.register(app, registry, sessions, analyze)
     url_state.register(app, sessions)  # links that reproduce a view
+    from visit.ui import pins
+    from visit.ui.panels import details
+
+    pins.register(app, sessions, details.NODE if details in panel_modules else None)  # pin, group, label
     for panel in panel_modules:
         panel.register_callbacks(app, panel_ctx)
     return app

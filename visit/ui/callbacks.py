@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from visit import limits
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
-from visit.ui import fast, ids, views
+from visit.ui import fast, ids, url_state, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request, parse_int
 from visit.ui.model_registry import describe
@@ -155,6 +155,7 @@ def register(app, registry, sessions, analyze):
             else:
                 analysis = fast.first_view(analyze, vm, request)
                 redrawn = False
+            analysis = fast.curated(analysis, state.curation)  # the session's pins, groups and labels
         except VisitError as exc:
             out["message"] = views.messages(errors=[str(exc)])
             return out
@@ -189,7 +190,7 @@ def register(app, registry, sessions, analyze):
         from visit.pipeline import export_html
 
         try:
-            page = export_html(analysis)
+            page = export_html(analysis, link=url_state.encode(sessions.get(session_id)) or None)
         except VisitError as exc:
             return no_update, views.messages(errors=[str(exc)])
         except Exception as exc:  # noqa: BLE001

@@ -58,6 +58,17 @@ def redraw(analysis, settings):
     return pipeline_redraw(analysis, settings, first_view=FIRST_VIEW_LAYERS)
 
 
+def curated(analysis, curation):
+    """``analysis`` drawn with the session's pins, groups and labels (:func:`visit.curation.curate`: no forward
+    pass); ``analysis`` itself when it already is."""
+    current = getattr(analysis, "curation", None)
+    if curation is None or current == curation or (current is None and curation.is_empty()):
+        return analysis
+    from visit.curation import curate
+
+    return curate(analysis, curation)
+
+
 def patch_data(figure: dict) -> Patch:
     """Send only a figure's traces: the layout (zoom, ranges, legend state) stays as the browser has it."""
     patched = Patch()
@@ -101,8 +112,11 @@ def register_completion(app, sessions) -> None:
             log.exception("completing the graph failed")
             return no_update
         with state.lock:
-            if state.analysis is not first:  # a newer analysis arrived meanwhile
-                return no_update
+            now = state.analysis
+            if now is not first and (now is None or now.trace is not first.trace or now.settings != first.settings
+                                     or now.drawn_layers != first.drawn_layers):
+                return no_update  # a newer analysis arrived meanwhile (not just the first view re-curated)
+            whole = curated(whole, now.curation)  # pins, groups or labels changed while it was completed
             whole.extras = first.extras
             state.analysis = whole
         return patch_data(whole.figure.to_dict())

@@ -30,6 +30,8 @@ GRAPH_HINT = "visit-graph-hint"
 URL = "visit-url"  # dcc.Location: the query string holds the view (visit.ui.url_state)
 URL_TRACE = "visit-url-trace"  # dcc.Store: a link's view was put in the controls: trace it
 PROGRESS = "visit-progress"  # a thin bar that runs while a trace is in flight
+VIEW_VERSION = "visit-view-version"  # dcc.Store: changes when pins, groups, labels or the selected node change
+PIN_CLICK = "visit-pin-click"  # dcc.Store: a Ctrl/Cmd-click on a node (visit.ui.pins, assets/pins.js)
 
 # pruning knobs: GraphSettings field -> component id
 KNOBS = {

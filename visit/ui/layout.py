@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from visit.ui import ids
+from visit.ui import ids, pins
 from visit.ui import queue as trace_queue
 from visit.ui.state import new_session_id
 
@@ -111,6 +111,7 @@ def graph_area() -> html.Div:
                     id=ids.GRAPH_LOADING, type="default", delay_show=150, overlay_style={"visibility": "visible",
                                                                                           "opacity": 0.5}),
         html.Div(id=ids.GRAPH_HINT, className="graph-hint"),
+        pins.controls(),
         html.Div(id=ids.LAYER_STRIP, className="layer-strip"),
     ], className="graph-area")
 
@@ -131,6 +132,8 @@ def build_layout(model_label: str, settings, panels) -> html.Div:
         dcc.Store(id=ids.GRAPH_REQUEST, data=None),
         dcc.Location(id=ids.URL, refresh=False),
         dcc.Store(id=ids.URL_TRACE, data=None),
+        dcc.Store(id=ids.VIEW_VERSION, data=0),
+        dcc.Store(id=ids.PIN_CLICK, data=None),
         dcc.Download(id=ids.DOWNLOAD),
         header(model_label),
         control_bar(model_label, settings),

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from visit.editing.stack import EditStack
 from visit.errors import VisitError
+from visit.graph.groups import EMPTY, Curation
 from visit.graph.settings import GraphSettings
 from visit.models.overlay import NONE, Overlay
 from visit.ui.budget import ByteBudget, analysis_nbytes
@@ -56,6 +57,7 @@ class SessionState:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one trace at a time per session
     analysis_bytes: int = 0  # what the byte budget counts for this session's analysis
     dropped_note: str | None = None  # set when the budget dropped this session's analysis
+    curation: Curation = EMPTY  # pins, groups, labels, selected node (visit.graph.groups); kept across traces
     edits: EditStack = field(default_factory=EditStack)  # this session's knowledge edits, in order
     show_unedited: bool = False  # trace with the weights at rest although the session has edits
     session_id: str | None = field(default=None, repr=False)

@@ -1,69 +1,40 @@
 """Links that reproduce a view: the page's URL holds what is needed to rebuild it.
 
-After every new analysis the URL's query string is set (``history.replaceState`` through ``dcc.Location``,
-no reload) to the session's request: model, prompt, target, position, layer range, prune mode and share, the
-pruning knobs, highlighted and included nodes. Opening such a link fills the controls, restores the marks in
-the new session and traces. Every value goes back through the same parsing and caps as typed input (a hostile
-string in a URL lands in a text box or fails with a message, never in markup).
-
-Parameters: ``model, prompt, target, tid`` (an exact target token id), ``pos``, ``layers`` ("20-29"),
-``prune``, ``share``, one per knob (``heads, memory, wo, mlp_top, mlp_bottom, min_edge``), ``hl`` and ``inc``
-(comma-separated node ids).
+After every new analysis, and after every change of pins, groups, labels or the selected node
+(``ids.VIEW_VERSION``), the URL's query string is set (``history.replaceState`` through ``dcc.Location``, no
+reload) to the session's view: model, prompt, target, position, layer range, prune mode and share, the pruning
+knobs, highlighted and included nodes, pins, groups, labels, the selected node and the pinned-only switch
+(parameters: :mod:`visit.links`). Opening such a link fills the controls, restores the marks and the curation
+in the new session and traces. Every value goes back through the same parsing and caps as typed input (a
+hostile string in a URL lands in a text box or a label as text, or fails with a message, never in markup).
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlencode
-
 from dash import Input, Output, State, no_update
 
 from visit import limits
+from visit.links import KNOB_KEYS, curation_from_query, parse_query, view_query
 from visit.ui import ids
 
-KNOB_KEYS = {"heads_per_layer": "heads", "memory_per_head": "memory", "wo_neurons": "wo", "mlp_top": "mlp_top",
-             "mlp_bottom": "mlp_bottom", "min_edge_score": "min_edge"}
 MAX_QUERY = 64_000  # characters of a query string this page reads
+KNOWN = ("model", "prompt", "target", "tid", "pos", "layers", "prune", "share", "hl", "inc", *KNOB_KEYS.values())
 
 
 def encode(state) -> str:
-    """``?prompt=...&...`` for a session's request ("" before its first trace)."""
+    """``?prompt=...&...`` for a session's request and curation ("" before its first trace)."""
     r = state.request
     if r is None:
         return ""
-    s = r.settings
-    q = {"prompt": r.prompt}
-    if state.model_name:
-        q["model"] = state.model_name
-    if r.target_id is not None:
-        q["tid"] = r.target_id
-    elif r.target_text is not None:
-        q["target"] = r.target_text
-    if r.position is not None:
-        q["pos"] = r.position
-    if s.layer_start is not None or s.layer_end is not None:
-        q["layers"] = f"{'' if s.layer_start is None else s.layer_start}-{'' if s.layer_end is None else s.layer_end}"
-    if s.prune_by != "activation":
-        q["prune"] = s.prune_by
-    if s.prune_by == "circuit":
-        q["share"] = s.circuit_share
-    defaults = type(s)()
-    for name, key in KNOB_KEYS.items():
-        if getattr(s, name) != getattr(defaults, name):
-            q[key] = "" if getattr(s, name) is None else getattr(s, name)
-    if s.highlight:
-        q["hl"] = ",".join(s.highlight)
-    if s.include:
-        q["inc"] = ",".join(s.include)
-    return "?" + urlencode(q)
+    return view_query(r.prompt, model=state.model_name, target_text=r.target_text, target_id=r.target_id,
+                      position=r.position, settings=r.settings, curation=getattr(state, "curation", None))
 
 
 def decode(search: str | None) -> dict:
-    """The query string -> ``{key: str}`` (first value of each key; unknown keys ignored)."""
-    if not search or len(search) > MAX_QUERY:
-        return {}
-    raw = parse_qs(search.lstrip("?"), keep_blank_values=True)
-    known = {"model", "prompt", "target", "tid", "pos", "layers", "prune", "share", "hl", "inc", *KNOB_KEYS.values()}
-    return {k: v[0] for k, v in raw.items() if k in known and v}
+    """The query string -> ``{key: str}`` (first value of each key; unknown keys ignored; the curation's
+    keys are read by :func:`visit.links.curation_from_query`)."""
+    raw = parse_query(search, MAX_QUERY)
+    return {k: v[0] for k, v in raw.items() if k in KNOWN and v}
 
 
 def _ids(text: str | None) -> tuple[str, ...]:
@@ -72,9 +43,9 @@ def _ids(text: str | None) -> tuple[str, ...]:
 
 
 def register(app, sessions) -> None:
-    @app.callback(Output(ids.URL, "search"), Input(ids.ANALYSIS_VERSION, "data"), State(ids.SESSION, "data"),
-                  prevent_initial_call=True)
-    def write_url(_version, session_id):
+    @app.callback(Output(ids.URL, "search"), Input(ids.ANALYSIS_VERSION, "data"), Input(ids.VIEW_VERSION, "data"),
+                  State(ids.SESSION, "data"), prevent_initial_call=True)
+    def write_url(_version, _view, session_id):
         state = sessions.get(session_id)
         return encode(state) or no_update
 
@@ -107,6 +78,7 @@ def register(app, sessions) -> None:
         if q.get("inc"):
             marks["include"] = _ids(q["inc"])
         state.marks = marks  # restored with the view; the trace checks them like a panel's marks
+        state.curation = curation_from_query(parse_query(search, MAX_QUERY))  # pins, groups, labels, selection
         return dict(prompt=q["prompt"], target=q.get("target", ""), position=q.get("pos") or None,
                     layer_start=start or None, layer_end=end or None,
                     prune=q.get("prune") if q.get("prune") in ("activation", "attribution", "circuit") else "activation",
