@@ -91,9 +91,25 @@ def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory, famil
 def test_registry_maps_every_model_type_once():
     types = [t for a in ADAPTERS for t in a.model_types]
     assert len(types) == len(set(types)) and sorted(types) == supported_model_types()
-    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj", "phi3"} <= set(types)
+    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj", "phi3", "olmo2", "mixtral", "qwen2_moe",
+            "qwen3_moe"} <= set(types)
     with pytest.raises(VisitError, match="supported model types: .*gemma"):
         adapter_for("mamba")
+
+
+def test_unsupported_architecture_from_a_directory_is_one_line_naming_the_supported(tmp_path):
+    """A decoder visit has no adapter for (OLMoE, a mixture of experts) loads to one line, no traceback."""
+    from transformers import OlmoeConfig
+
+    from visit.models import load_model
+
+    OlmoeConfig(vocab_size=64, hidden_size=16, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2,
+                num_experts=2, num_experts_per_tok=1).save_pretrained(tmp_path)
+    with pytest.raises(VisitError) as info:
+        load_model(str(tmp_path))
+    message = str(info.value)
+    assert "'olmoe' is not supported" in message and "\n" not in message
+    assert all(t in message for t in supported_model_types())
 
 
 def test_attribution_scores_the_contributions_through_the_post_norm(tiny_factory):
@@ -158,3 +174,57 @@ def test_value_slice_and_gate_keys_follow_the_layout(family_model):
     bias = getattr(vm.weights.block_module(1, vm.adapter.mlp_in[0]), "bias", None)  # GPT-J's fc_in
     pre = tr["blocks.1.ln2.hook_out"] @ vm.weights.W_in(1, 0) + (0 if bias is None else bias)
     assert_close(pre, rec["blocks.1.mlp.hook_pre"][0].float())
+
+
+@pytest.mark.parametrize("family", ["olmo2", "mixtral", "qwen2_moe"])  # no pre-norms; routing recomputed per row
+def test_resumed_rows_equal_full_passes_on_new_families(tiny_factory, family):
+    vm = tiny_factory(family)
+    ids = _ids(vm)[0]
+    names = [f"blocks.{l}.hook_resid_pre" for l in range(vm.dims.n_layers)]
+    t = 4
+    gen = torch.Generator().manual_seed(0)
+    deltas = [torch.randn(vm.dims.d_model, generator=gen) for _ in names]
+    with torch.no_grad():
+        rec = record(vm, ids, rows=1, read=names)
+        joins = []
+        for layer, name in enumerate(names):
+            hidden = rec.read[name][0, t:].clone()
+            hidden[0] += deltas[layer]
+            joins.append(Join(layer, hidden, source=0))
+        logits, _ = resume(vm, rec, t, joins)
+        for layer, name in enumerate(names):
+            full, _ = run(vm, ids[None], write=[add(name, deltas[layer], positions=t)])
+            torch.testing.assert_close(logits[layer], full[0, -1], atol=1e-4, rtol=0)
+
+
+def test_no_pre_norm_points_are_the_branch_inputs(tiny_factory):
+    """OLMo 2: ln1/ln2 are the identity (scale 1), their hook points the attention's / MLP's input."""
+    vm = tiny_factory("olmo2")
+    tr = trace(vm, PROMPT)
+    for layer in range(vm.dims.n_layers):
+        p = f"blocks.{layer}"
+        assert torch.equal(tr[f"{p}.ln1.hook_out"], tr[f"{p}.hook_resid_pre"])
+        assert torch.equal(tr[f"{p}.ln2.hook_out"], tr[f"{p}.hook_resid_mid"])
+        assert bool((tr[f"{p}.ln1.hook_scale"] == 1).all())
+
+
+@pytest.mark.parametrize("family", ["olmo2", "mixtral"])
+def test_causal_trace_and_integrated_gradients_on_new_families(tiny_factory, family):
+    """The resumed batched paths (causal-trace grid, integrated gradients) equal one full pass per variant."""
+    from test_causal_trace import SUBJECT, _noise
+    from test_causal_trace import PROMPT as FACT
+    from visit.localization.causal_trace import causal_trace, naive_cell
+    from visit.localization.integrated_gradients import integrated_gradients
+
+    vm = tiny_factory(family)
+    ct = causal_trace(vm, FACT, SUBJECT, samples=2, noise=1.0, window=2)
+    eps = _noise(vm, ct)
+    for kind, t, layer in (("mlp", ct.subject_range[1] - 1, 1), ("hidden", ct.subject_range[0], 0),
+                           ("attn", len(ct.tokens) - 1, 2)):
+        ref = naive_cell(vm, FACT, ct.subject_range, eps, kind, t, layer, 2, ct.target.id)
+        assert ct.kinds[kind][t, layer] == pytest.approx(ref, rel=1e-4, abs=1e-9), (kind, t, layer)
+    tid = int(trace(vm, PROMPT)["logits"][-1].argmax())
+    fast = integrated_gradients(vm, PROMPT, tid, steps=3)
+    slow = integrated_gradients(vm, PROMPT, tid, steps=3, method="full")
+    scale = float(slow.abs().max())
+    assert scale > 0 and torch.allclose(fast, slow, rtol=1e-4, atol=1e-5 * scale)

@@ -17,6 +17,7 @@ name                                   shape                            what
 ``blocks.{l}.hook_resid_mid``          ``[pos, d_model]``               resid_pre + attn_out
 ``blocks.{l}.ln2.hook_in/out/scale``   as ln1                           MLP norm
 ``blocks.{l}.mlp.hook_post``           ``[pos, d_mlp]``                 neuron coefficients (act(gate)*up if gated)
+``blocks.{l}.mlp.hook_expert_weights`` ``[pos, n_experts]``             router weights, 0 where not chosen (MoE only)
 ``blocks.{l}.ln2_post.hook_in/scale``  as ln1_post                      post-MLP norm (sandwich models only)
 ``blocks.{l}.hook_mlp_out``            ``[pos, d_model]``               MLP output (incl. bias)
 ``blocks.{l}.hook_resid_post``         ``[pos, d_model]``               residual stream out of block l
@@ -24,7 +25,13 @@ name                                   shape                            what
 ``logits``                             ``[pos, d_vocab]``               the model's logits
 =====================================  ===============================  =========================================
 
-For parallel blocks (GPT-NeoX) ln2 reads resid_pre, and resid_mid is still resid_pre + attn_out.
+For parallel blocks (GPT-NeoX) ln2 reads resid_pre, and resid_mid is still resid_pre + attn_out. Blocks without
+a norm before the attention / MLP (OLMo 2) have ln1/ln2 as the identity (scale 1; hook_out = hook_in).
+
+Mixtures of experts (Mixtral, Qwen-MoE): ``d_mlp`` counts every expert's neurons in one flat index (expert e's
+neuron i is ``e * d_expert + i``, a shared expert's come last) and ``mlp.hook_post`` is each neuron's coefficient
+with its expert's router weight folded in, 0 for experts the router did not choose at that position
+(:mod:`visit.models.moe`); the neurons then sum to ``hook_mlp_out`` like any MLP's.
 
 Sandwich norms (Gemma 2/3): ``hook_attn_out``/``hook_mlp_out`` are the post-norms' outputs, what joins the
 residual. Heads, memory values, W_O neurons and MLP neurons stay exact parts of them with the post-norm's scale
@@ -164,7 +171,9 @@ _LAYER_READS = ("ln1.hook_in", "ln1.hook_out", "ln2.hook_in", "ln2.hook_out", "a
 
 
 def _post_reads(adapter) -> tuple[str, ...]:
-    return tuple(f"{field}.hook_in" for field in ("ln1_post", "ln2_post") if getattr(adapter, field))
+    """The adapter's extra per-layer reads: its post-norms' inputs, a mixture of experts' router weights."""
+    post = tuple(f"{field}.hook_in" for field in ("ln1_post", "ln2_post") if getattr(adapter, field))
+    return post + (("mlp.hook_expert_weights",) if adapter.moe else ())
 
 
 def trace_reads(n_layers: int, adapter=None) -> list[str]:

@@ -42,6 +42,15 @@ Blocks with sandwich norms (adapter fields ``ln1_post``/``ln2_post``, Gemma 2/3)
 ``blocks.{l}.ln1_post.hook_in/out`` and ``ln2_post.hook_in/out`` (``[d_model]``, that norm's input / output),
 and there ``hook_attn_out``/``hook_mlp_out`` are the post-norms' outputs (what joins the residual stream) rather
 than the attention's / MLP's own outputs (those are ``ln1_post.hook_in``/``ln2_post.hook_in``).
+
+Blocks without a norm before the attention / MLP (adapter field ``ln1``/``ln2`` empty, OLMo 2) have
+``ln1.hook_in/out`` (``ln2.*``) both at the attention's (MLP's) input: the norm is the identity there.
+
+Mixtures of experts (adapter field ``moe``, Mixtral / Qwen-MoE) compute their experts inside one module, so
+``mlp.hook_pre``, ``mlp.hook_post`` and ``blocks.{l}.mlp.hook_expert_weights`` (``[n_experts]``, MoE only) are
+*computed* from the MoE block's input at its output (:attr:`HookPoint.computed`; :mod:`visit.models.moe`): the
+flat neuron index covers every expert, ``hook_post`` holds the router-weighted coefficients (0 for experts not
+chosen) and writing it changes the block's output by ``(new - old) @ W_out``; the other two are read only.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import torch
 from torch import nn
 
 from visit.errors import VisitError
+from visit.models import moe
 from visit.models.weights import get_module
 
 _LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
@@ -113,7 +123,12 @@ class HookPoint:
 
     @property
     def writable(self) -> bool:
-        return self.suffix not in READ_ONLY
+        return self.suffix not in READ_ONLY and self.view not in moe.READ_ONLY_VIEWS
+
+    @property
+    def computed(self) -> bool:
+        """The value is computed from the module's input, not held in its output (mixture-of-experts views)."""
+        return self.view in moe.READ_ONLY_VIEWS or self.view == "moe_post"
 
 
 def parse(name: str) -> tuple[int | None, str]:
@@ -142,11 +157,17 @@ def _hook_point(adapter, n_layers: int, name: str) -> HookPoint:
         raise VisitError(f"'{name}' is derived, not a module boundary: {DERIVED[suffix].format(l=layer)}")
     if suffix in _POST_NORM_POINTS and not getattr(adapter, _POST_NORM_POINTS[suffix][0]):
         raise VisitError(f"'{name}': this model's blocks have no norm after the attention / MLP")
-    if suffix not in _LAYER_POINTS and suffix not in _POST_NORM_POINTS:
+    if suffix in moe.VIEWS and suffix not in _LAYER_POINTS and adapter.moe is None:
+        raise VisitError(f"'{name}': this model's MLP is not a mixture of experts")
+    if suffix not in _LAYER_POINTS and suffix not in _POST_NORM_POINTS and suffix not in moe.VIEWS:
         raise VisitError(f"unknown hook point '{name}'; known per layer: {', '.join(_LAYER_POINTS)}")
     if not 0 <= layer < n_layers:
         raise VisitError(f"layer {layer} is out of range: the model has {n_layers} layers (0..{n_layers - 1})")
+    if adapter.moe is not None and suffix in moe.VIEWS:  # computed from the MoE block's input, at its output
+        return HookPoint(name, f"{adapter.blocks}.{layer}.{adapter.mlp}", "out", moe.VIEWS[suffix], suffix, layer)
     field, side, view = _LAYER_POINTS.get(suffix) or _POST_NORM_POINTS[suffix]
+    if field in ("ln1", "ln2") and not getattr(adapter, field):  # no norm there (OLMo 2): the branch's input
+        field, side = ("attn" if field == "ln1" else "mlp"), "in"
     if suffix in _POST_NORM_OUTPUTS and getattr(adapter, _POST_NORM_OUTPUTS[suffix]):
         field, side, view = _POST_NORM_OUTPUTS[suffix], "out", "plain"
     if field == "qkv":
@@ -168,6 +189,7 @@ def known_names(n_layers: int, adapter=None) -> list[str]:
     suffixes = list(_LAYER_POINTS)
     if adapter is not None:
         suffixes += [s for s, (field, _, _) in _POST_NORM_POINTS.items() if getattr(adapter, field)]
+        suffixes += [s for s in moe.VIEWS if s not in _LAYER_POINTS and adapter.moe is not None]
     return list(_MODEL_POINTS) + [f"blocks.{l}.{s}" for l in range(n_layers) for s in suffixes]
 
 
@@ -193,11 +215,14 @@ def _qkv_slice(vm, view: str) -> tuple[slice | None, tuple[int, int]]:
     raise ValueError(f"unknown qkv layout {layout}")
 
 
-def read(vm, point: HookPoint, value) -> torch.Tensor:
-    """The canonical view ``[batch, pos, *features]`` of a module's input or output ``value``."""
+def read(vm, point: HookPoint, value, inputs: torch.Tensor | None = None) -> torch.Tensor:
+    """The canonical view ``[batch, pos, *features]`` of a module's input or output ``value``; ``inputs`` (the
+    module's first input) for the views :attr:`HookPoint.computed` from it."""
     view = point.view
     if view == "plain":
         return value
+    if point.computed:
+        return moe.read(vm.weights, point.layer, view, inputs)
     if view == "first":
         return value[0] if isinstance(value, tuple) else value
     if view == "logits_attr":
@@ -219,11 +244,16 @@ def read(vm, point: HookPoint, value) -> torch.Tensor:
     return x.reshape(b, p, heads, dh)
 
 
-def write(vm, point: HookPoint, value, new: torch.Tensor):
-    """``value`` (a module input or output) with the canonical view replaced by ``new`` (not in place)."""
+def write(vm, point: HookPoint, value, new: torch.Tensor, old: torch.Tensor | None = None):
+    """``value`` (a module input or output) with the canonical view replaced by ``new`` (not in place); ``old``
+    is what :func:`read` gave (computed views change the output by the linear effect of ``new - old``)."""
     view = point.view
     if view == "plain":
         return new
+    if view == "moe_post":
+        first = value[0] if isinstance(value, tuple) else value
+        first = first + moe.output_change(vm.weights, point.layer, new - old).to(first.dtype)
+        return (first,) + tuple(value[1:]) if isinstance(value, tuple) else first
     if view == "first":
         return (new,) + tuple(value[1:]) if isinstance(value, tuple) else new
     if view == "heads":

@@ -59,27 +59,34 @@ def hooked(vm, read: Iterable[str] = (), write: Iterable[Intervention] = (), det
         if name in writes and not point.writable:
             raise VisitError(f"'{name}' cannot be written")
         by_site[(point.module, point.side)].append(point)
+    for points in by_site.values():  # values computed from a module's input first: its output may then change
+        points.sort(key=lambda p: not p.computed)
     out = Hooked()
     wanted = set(read)
     device = vm.device  # reads come back where visit computes, wherever the module ran (dispatched models)
     handles = []
 
-    def process(points, value):
+    def process(points, value, inputs=None):
         for point in points:
             ws = writes.get(point.name)
+            seen = None
             if ws:
-                new = hp.read(vm, point, value)
+                old = new = hp.read(vm, point, value, inputs)
                 for iv in ws:
                     new = iv.apply(new)
-                value = hp.write(vm, point, value, new)
+                value = hp.write(vm, point, value, new, old)
+                seen = new if point.computed else None  # a computed view is not held in the value
             if point.name in wanted:
-                seen = hp.read(vm, point, value)
+                seen = hp.read(vm, point, value, inputs) if seen is None else seen
                 out.values[point.name] = (seen.detach() if detach else seen).to(device)
         return value
 
     def output_hook(points):
-        def hook(_module, _args, output):
-            new = process(points, output)
+        def hook(_module, args, kwargs, output):
+            inputs = None
+            if any(p.computed for p in points):  # the module's first input (MoE views are computed from it)
+                inputs = args[0] if args else kwargs.get("hidden_states", next(iter(kwargs.values()), None))
+            new = process(points, output, inputs)
             return new if any(p.name in writes for p in points) else None
         return hook
 
@@ -96,7 +103,7 @@ def hooked(vm, read: Iterable[str] = (), write: Iterable[Intervention] = (), det
         for (_path, side), points in by_site.items():
             module = hp.module_of(vm, points[0])
             if side == "out":
-                handles.append(module.register_forward_hook(output_hook(points)))
+                handles.append(module.register_forward_hook(output_hook(points), with_kwargs=True))
             else:
                 handles.append(module.register_forward_pre_hook(input_hook(points), with_kwargs=True))
         yield out

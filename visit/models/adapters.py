@@ -13,14 +13,35 @@ from visit.errors import VisitError
 
 
 @dataclass(frozen=True)
+class MoeLayout:
+    """Where a mixture-of-experts MLP keeps its parts (paths relative to one block; sizes are config attributes).
+
+    The router module maps ``x [tokens, d_model]`` to ``(logits [tokens, E], weights [tokens, k], indices
+    [tokens, k])``: the experts it chose and their weights. The experts module holds fused 3-D parameters
+    ``gate_up_proj [E, 2 * d_expert, d_model]`` ([gate | up]) and ``down_proj [E, d_model, d_expert]`` and an
+    ``act_fn``. An optional shared expert (Qwen2-MoE) is a gated MLP (``gate_proj``, ``up_proj``, ``down_proj``,
+    ``act_fn``) added to every position, times ``sigmoid(shared_gate(x))`` when ``shared_gate`` is set.
+    The maths (neurons, coefficients, hook views) is in :mod:`visit.models.moe`.
+    """
+
+    router: str
+    experts: str
+    n_experts: str
+    d_expert: str
+    shared: str = ""
+    shared_gate: str = ""
+    d_shared: str = ""
+
+
+@dataclass(frozen=True)
 class ArchAdapter:
     family: str
     model_types: tuple[str, ...]
     blocks: str  # ModuleList of the transformer blocks
     final_norm: str  # the unembedding is found with get_output_embeddings()
     embed: str
-    ln1: str
-    ln2: str
+    ln1: str  # the norm before the attention; "" when there is none (OLMo 2: its hook points are the identity)
+    ln2: str  # the norm before the MLP; "" when there is none
     attn: str  # the attention module; with eager attention it returns (output, pattern)
     qkv: tuple[str, ...]  # one fused projection or (q, k, v)
     qkv_layout: str  # "separate" | "fused_qkv_blocks" ([q: H*dh | k: KV*dh | v: KV*dh], GPT-2, Phi-3)
@@ -40,6 +61,9 @@ class ArchAdapter:
     logit_softcap: str = ""  # config attribute: logits = cap * tanh(logits / cap) when set (Gemma 2)
     embed_scale: str = ""  # "sqrt_d_model": the model multiplies hook_embed by sqrt(d_model) after the module (Gemma)
     mlp_in_fused: bool = False  # one projection outputs [gate | up] (Phi-3); mlp_in names it twice
+    # a mixture of experts (Mixtral, Qwen-MoE): mlp_in/mlp_out name the experts module, and the neurons are every
+    # expert's neurons in one flat index (expert e's neuron i is e * d_expert + i, the shared expert's last)
+    moe: MoeLayout | None = None
 
     def is_parallel(self, config) -> bool:
         if isinstance(self.parallel, str):
@@ -199,7 +223,64 @@ PHI3 = ArchAdapter(  # Llama's block with fused projections: qkv_proj [q | k | v
     mlp_in_fused=True,
 )
 
-ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2, GPTJ, PHI3)
+OLMO2 = ArchAdapter(  # no norm before the attention or the MLP, one after each (the sandwich's second half);
+    # QK-norm over the whole q/k projections lives inside the attention (hook_q/k are read before it)
+    family="olmo2",
+    model_types=("olmo2",),
+    blocks="model.layers",
+    final_norm="model.norm",
+    embed="model.embed_tokens",
+    ln1="",
+    ln2="",
+    attn="self_attn",
+    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+    qkv_layout="separate",
+    attn_out="self_attn.o_proj",
+    mlp="mlp",
+    mlp_in=("mlp.gate_proj", "mlp.up_proj"),
+    mlp_out="mlp.down_proj",
+    weight_layout="linear",
+    norm_kind="rmsnorm",
+    mlp_kind="gated",
+    ln1_post="post_attention_layernorm",
+    ln2_post="post_feedforward_layernorm",
+)
+
+
+def _moe(family: str, model_types: tuple[str, ...], moe: MoeLayout) -> ArchAdapter:
+    """Llama's block with a mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE: QK-norm inside the attention)."""
+    return ArchAdapter(
+        family=family,
+        model_types=model_types,
+        blocks="model.layers",
+        final_norm="model.norm",
+        embed="model.embed_tokens",
+        ln1="input_layernorm",
+        ln2="post_attention_layernorm",
+        attn="self_attn",
+        qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
+        qkv_layout="separate",
+        attn_out="self_attn.o_proj",
+        mlp="mlp",
+        mlp_in=(moe.experts, moe.experts),
+        mlp_out=moe.experts,
+        weight_layout="linear",
+        norm_kind="rmsnorm",
+        mlp_kind="gated",
+        moe=moe,
+    )
+
+
+MIXTRAL = _moe("mixtral", ("mixtral",), MoeLayout(router="mlp.gate", experts="mlp.experts",
+                                                   n_experts="num_local_experts", d_expert="intermediate_size"))
+QWEN_MOE = _moe("qwen_moe", ("qwen2_moe",), MoeLayout(
+    router="mlp.gate", experts="mlp.experts", n_experts="num_experts", d_expert="moe_intermediate_size",
+    shared="mlp.shared_expert", shared_gate="mlp.shared_expert_gate", d_shared="shared_expert_intermediate_size"))
+QWEN3_MOE = _moe("qwen3_moe", ("qwen3_moe",), MoeLayout(router="mlp.gate", experts="mlp.experts",
+                                                        n_experts="num_experts", d_expert="moe_intermediate_size"))
+
+ADAPTERS: tuple[ArchAdapter, ...] = (GPT2, LLAMA, GPT_NEOX, GEMMA, GEMMA2, GPTJ, PHI3, OLMO2, MIXTRAL, QWEN_MOE,
+                                     QWEN3_MOE)
 
 
 def supported_model_types() -> list[str]:

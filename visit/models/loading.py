@@ -18,6 +18,7 @@ from torch import nn
 from visit.errors import VisitError
 from visit.models import dispatch, memory
 from visit.models.adapters import ArchAdapter, adapter_for, supported_model_types
+from visit.models.moe import neuron_count as moe_neuron_count
 from visit.models.overlay import ModelLock
 from visit.models.weights import ModelWeights
 
@@ -89,6 +90,8 @@ def dims_of(model: nn.Module) -> Dims:
     n_heads = c.num_attention_heads
     head_dim = getattr(c, "head_dim", None) or c.hidden_size // n_heads
     d_mlp = getattr(c, "intermediate_size", None) or getattr(c, "n_inner", None) or 4 * c.hidden_size
+    if adapter_for(c.model_type).moe:  # every expert's neurons in one flat index (visit.models.moe)
+        d_mlp = moe_neuron_count(model, adapter_for(c.model_type))
     n_ctx = getattr(c, "max_position_embeddings", None) or getattr(c, "n_positions", None) or 2048
     return Dims(
         n_layers=c.num_hidden_layers,

@@ -21,6 +21,7 @@ from typing import Iterator, Mapping
 import torch
 from torch import nn
 
+from visit.models import moe
 from visit.models.adapters import ArchAdapter
 from visit.models.dispatch import compute_device, is_offloaded, read_param
 
@@ -50,7 +51,7 @@ def bias_or_zeros(module: nn.Module, size: int, device) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class NormParams:
-    kind: str  # "layernorm" | "rmsnorm"
+    kind: str  # "layernorm" | "rmsnorm" | "none" (no norm there, OLMo 2: the identity, scale 1)
     weight: torch.Tensor  # [d_model]
     bias: torch.Tensor | None  # [d_model] for LayerNorm
     eps: float
@@ -58,6 +59,8 @@ class NormParams:
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         """The divisor the norm applies: ``[..., 1]`` (TransformerLens' ``hook_scale``)."""
         x = x.float()
+        if self.kind == "none":
+            return torch.ones_like(x[..., :1])
         if self.kind == "layernorm":
             return (x.var(-1, keepdim=True, unbiased=False) + self.eps).sqrt()
         return (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
@@ -247,8 +250,8 @@ class ModelWeights:
         """``[d_mlp, d_model]``: row i is neuron i's value vector (effective: times the post-norm's gain)."""
         return self._view(
             ("W_out", layer),
-            lambda: self._with_gain(as_in_out(self.block_module(layer, self.adapter.mlp_out),
-                                              self.adapter.weight_layout), layer, "mlp"),
+            lambda: self._with_gain(moe.down_rows(self, layer) if self.adapter.moe else as_in_out(
+                self.block_module(layer, self.adapter.mlp_out), self.adapter.weight_layout), layer, "mlp"),
         )
 
     def b_out(self, layer: int) -> torch.Tensor:
@@ -262,8 +265,8 @@ class ModelWeights:
         """``[d_model, d_mlp]``: column i is neuron i's key (gate for ``which=0`` on gated MLPs, up for 1)."""
         return self._view(
             ("W_in", layer, which),
-            lambda: self._in_slice(as_in_out(self.block_module(layer, self.adapter.mlp_in[which]),
-                                              self.adapter.weight_layout), which),
+            lambda: moe.in_columns(self, layer, which) if self.adapter.moe else self._in_slice(as_in_out(
+                self.block_module(layer, self.adapter.mlp_in[which]), self.adapter.weight_layout), which),
         )
 
     def _in_slice(self, w: torch.Tensor, which: int) -> torch.Tensor:
@@ -273,12 +276,17 @@ class ModelWeights:
         return w[:, which * self.dims.d_mlp:(which + 1) * self.dims.d_mlp]
 
     def ln1(self, layer: int) -> NormParams:
-        return norm_params(self.block_module(layer, self.adapter.ln1), self.adapter.norm_kind,
-                           self.adapter.norm_offset)
+        return self._pre_norm(layer, self.adapter.ln1)
 
     def ln2(self, layer: int) -> NormParams:
-        return norm_params(self.block_module(layer, self.adapter.ln2), self.adapter.norm_kind,
-                           self.adapter.norm_offset)
+        return self._pre_norm(layer, self.adapter.ln2)
+
+    def _pre_norm(self, layer: int, path: str) -> NormParams:
+        """The norm at ``path``; the identity (kind ``"none"``) when the adapter declares none there (OLMo 2)."""
+        if not path:
+            return NormParams("none", torch.ones(self.dims.d_model, device=self.device), None, 0.0)
+        return norm_params(self.block_module(layer, path), self.adapter.norm_kind, self.adapter.norm_offset,
+                           self.device)
 
     @property
     def final_norm(self) -> NormParams:
