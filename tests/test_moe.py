@@ -120,3 +120,14 @@ def test_graph_shows_the_chosen_experts_neurons(tiny_factory):
         expert, _ = expert_of(vm.weights, d["neuron"])
         chosen = tr[f"blocks.{d['layer']}.mlp.hook_expert_weights"][tr.position]
         assert expert is None or float(chosen[expert]) > 0  # a routed neuron in the graph: its expert was chosen
+
+
+def test_editing_a_mixture_of_experts_is_one_clear_line(tiny_factory):
+    from visit.editing import EditRequest, EditStack, compute_edit
+
+    vm = tiny_factory("mixtral")
+    request = EditRequest("The capital of {} is", "France", "Rome", old="Paris")
+    for attempt in (lambda: compute_edit(vm, request, "kn"), lambda: EditStack().edit(vm, request, "rome")):
+        with pytest.raises(VisitError, match="mixture of experts") as info:
+            attempt()
+        assert "\n" not in str(info.value)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from visit.editing.batch import _cache, check_window, left_padded, pad_id
-from visit.editing.edit import editor
+from visit.editing.edit import check_editable, editor
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
@@ -199,6 +199,7 @@ def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | N
     """Edit, evaluate and restore each record with ``method``; score the unedited model too."""
     if not records:
         raise VisitError("no records to evaluate")
+    check_editable(vm)
     fn = editor(method)
     prepare = getattr(fn, "prepare", None)
     if prepare is not None:  # once for all records (ROME's key statistics of the layer)

@@ -70,8 +70,17 @@ def editor(method: str) -> Editor:
     return EDITORS[method]
 
 
+def check_editable(vm) -> None:
+    """One clear line for models whose MLP the editors cannot change: they edit one dense output projection, and a
+    mixture of experts (Mixtral, Qwen-MoE) keeps its experts' projections in one fused 3-D parameter."""
+    if vm.adapter.moe is not None:
+        raise VisitError(f"knowledge editing changes one dense MLP projection; {vm.name} is a mixture of experts "
+                         f"({vm.adapter.family}), which the editors do not support")
+
+
 def compute_edit(vm, request: EditRequest, method: str = "rome", **options) -> Edit:
     """Run the editor ``method`` on the model as it is now (nothing is applied)."""
+    check_editable(vm)
     return editor(method)(vm, request, **options)
 
 

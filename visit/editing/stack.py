@@ -76,8 +76,9 @@ class EditStack:
 
     def edit(self, vm, request: EditRequest, method: str = "rome", **options) -> Edit:
         """Compute an edit on the model with this stack applied, check it and push it."""
-        from visit.editing.edit import editor
+        from visit.editing.edit import check_editable, editor
 
+        check_editable(vm)
         fn = editor(method)
         prepare = getattr(fn, "prepare", None)
         if prepare is not None:  # work that must see the unedited model (ROME's key statistics)
