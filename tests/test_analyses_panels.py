@@ -9,7 +9,7 @@ from visit.ui.panels import layer_norm as layer_norm_panel
 from visit.ui.panels import regularization as regularization_panel
 from visit.ui.jobs import JobRunner
 from visit.ui.panels.analysis_widgets import StudyCache, study_job, study_summary
-from dash_helpers import texts
+from dash_helpers import grids, texts
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +31,19 @@ def test_layer_norm_panel_shows_each_norms_token_lists(analysis):
     assert rows[0].site.key in shown[0] and "rank" in shown[0]
     from visit.tokens import display_token
 
-    assert display_token(rows[0].gained[0]["token"]) in shown
-    assert display_token(rows[0].control_lost[0]["token"]) in shown
+    cells = [v for row in grids(table)[0].rowData for v in row.values()]
+    assert display_token(rows[0].gained[0]["token"]) in cells
+    assert display_token(rows[0].control_lost[0]["token"]) in cells
 
 
 def test_alignment_panel_ranks_heads_by_norm(analysis):
     res = alignment_panel.alignment_of(analysis)
     table = alignment_panel.heads_table(analysis, res, 1)
-    body = table.children[-1].children
-    assert len(body) == analysis.trace.vm.dims.n_heads
-    assert body[0].children[1].children == f"L1.H{int(res.head_norms[1].argmax())}"
+    grid = grids(table)[0]
+    assert len(grid.rowData) == analysis.trace.vm.dims.n_heads
+    assert grid.rowData[0]["1"] == f"L1.H{int(res.head_norms[1].argmax())}"
+    assert [c["filter"] for c in grid.columnDefs[:3]] == ["agNumberColumnFilter", "agTextColumnFilter",
+                                                         "agNumberColumnFilter"]  # numbers sort as numbers
 
 
 def test_background_study_runs_renders_and_is_reused(analysis):
@@ -62,8 +65,9 @@ def test_background_study_runs_renders_and_is_reused(analysis):
     here = regularization_panel.activity_here(analysis, job.result.results["regularization"])
     neurons = job.result.results["regularization"]["neurons"]
     assert len(neurons) > 30  # tiny model: top 100 of 96 neurons, every neuron passes
-    grid = here.children[-1]  # a long table is a paged DataTable
-    assert len(grid.data) == len(neurons) and grid.data[0]["0"] == neurons[0]["node_id"]
+    grid = grids(here)[0]  # a long table is paged
+    assert len(grid.rowData) == len(neurons) and grid.rowData[0]["0"] == neurons[0]["node_id"]
+    assert grid.dashGridOptions["pagination"]
 
 
 def test_a_study_with_no_correct_answer_reports_it(analysis):

@@ -1,4 +1,7 @@
-"""The Attribution panel in a real headless Chromium: charts, table, click a row to highlight in the graph."""
+"""The Attribution panel in a real headless Chromium: charts, the top-neuron grid (sort, filter), click a row to
+highlight it in the graph."""
+
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +21,23 @@ def server(tiny_factory):
     srv.stop()
 
 
+GRID = "#attribution-table .visit-grid"
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "attribution_grid.png"
+
+
+def grid_rows(driver) -> list:
+    return driver.find_elements(By.CSS_SELECTOR, f"{GRID} .ag-center-cols-container .ag-row")
+
+
+def column(driver, col_id: str) -> list[str]:
+    """The shown cells of one column, top to bottom (AG Grid orders rows by style, not DOM order)."""
+    return driver.execute_script("""
+        const rows = [...document.querySelectorAll(arguments[0] + ' .ag-center-cols-container .ag-row')];
+        rows.sort((a, b) => a.getBoundingClientRect().top - b.getBoundingClientRect().top);
+        return rows.map(r => r.querySelector(".ag-cell[col-id='" + arguments[1] + "']").textContent);""",
+        GRID, col_id)
+
+
 def test_attribution_panel_highlights_a_neuron_in_the_graph(browser, server):
     open_page(browser, server)
     trace(browser, server, "The capital of France is")
@@ -25,15 +45,23 @@ def test_attribution_panel_highlights_a_neuron_in_the_graph(browser, server):
     tab.click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attribution-layers .js-plotly-plot")) > 0,
          what="the layer bars")
-    wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attribution-table tbody tr")) == 20,
-         what="the top-neuron table")
-    first = browser.find_element(By.CSS_SELECTOR, "#attribution-table tbody tr")
-    name = first.find_elements(By.TAG_NAME, "td")[1].text
+    wait(browser, lambda d: len(grid_rows(d)) == 20, what="the top-neuron grid")
+    scores = [float(c) for c in column(browser, "score")]
+    assert scores == sorted(scores, reverse=True)
+    browser.execute_script("document.querySelector(arguments[0]).scrollIntoView({block: 'center'})", GRID)
+    browser.find_element(By.CSS_SELECTOR, f"{GRID} .ag-header-cell[col-id='score']").click()
+    wait(browser, lambda d: [float(c) for c in column(d, "score")] == sorted(scores), what="sorted by score")
+    names = column(browser, "component")
+    name = next(n for n in names[3:] if sum(n in m for m in names) == 1)  # the filter keeps names containing it
+    browser.find_element(By.CSS_SELECTOR, f"{GRID} .ag-floating-filter[col-id='component'] input").send_keys(name)
+    wait(browser, lambda d: column(d, "component") == [name], what="the grid filtered to one row")
     before = state(server, browser).version
-    first.find_element(By.TAG_NAME, "button").click()
+    browser.find_element(By.CSS_SELECTOR, f"{GRID} .ag-center-cols-container .ag-cell[col-id='top']").click()
     wait(browser, lambda d: state(server, d).version > before, what="the graph re-drawn with the neuron")
     analysis = state(server, browser).analysis
     assert name in analysis.settings.highlight and name in analysis.graph
+    assert column(browser, "component") == [name]  # the re-drawn graph left the grid's filter alone
+    browser.find_element(By.CSS_SELECTOR, GRID).screenshot(str(SCREENSHOT))
     competitor = browser.find_element(By.ID, "attribution-competitor")
     competitor.send_keys(" London\n")
     wait(browser, lambda d: d.find_element(By.ID, "attribution-contrast").is_displayed(), what="the contrast chart")

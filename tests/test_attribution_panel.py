@@ -5,18 +5,7 @@ import pytest
 from visit.pipeline import analyze
 from visit.ui.panels import PANELS, load_panels
 from visit.ui.panels import attribution as panel
-from dash_helpers import texts
-
-
-def buttons(component) -> list:
-    found = []
-    if getattr(component, "id", None) and isinstance(component.id, dict):
-        found.append(component)
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, (list, tuple)) else ([children] if children is not None else []):
-        if not isinstance(child, (str, int, float)):
-            found += buttons(child)
-    return found
+from dash_helpers import grids, texts
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +28,12 @@ def test_panel_content_lists_components_that_the_graph_can_show(analysis, kind):
 
     layers, heads, table, note = panel.panel_content(analysis, kind, "logp_increase", 6)
     assert len(layers.data) == 2 and len(heads.data[0].z) == analysis.trace.n_layers
-    rows = table.children[1].children
-    assert len(rows) == 6
-    scores = [float(r.children[2].children) for r in rows]
+    rows = grids(table)[0].rowData
+    assert len(rows) == 6 and grids(table)[0].id == panel.GRID
+    scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
-    nodes = [b.id["index"] for b in buttons(table)]
-    assert len(nodes) == 6
+    nodes = [r["node"] for r in rows]
+    assert len(nodes) == 6 and all(nodes)
     if kind != "layer":
         # forcing the listed components in gives a graph that contains them
         again = analyze(analysis.vm, analysis.prompt, " Paris", settings=GraphSettings(include=tuple(nodes[:3])))
@@ -56,7 +45,7 @@ def test_method_selector_and_escaping(analysis):
     _, _, table, note = panel.panel_content(analysis, "head", "norm", 3)
     assert "FFN neurons only" in note
     _, _, table, _ = panel.panel_content(analysis, "ffn", "coef_inv_rank", 4)
-    assert len(table.children[1].children) == 4
+    assert len(grids(table)[0].rowData) == 4
 
 
 def test_chart_clicks_name_graph_nodes():
@@ -72,6 +61,8 @@ def test_query_view(analysis):
     view = panel.query_view(analysis, "L2.N5", "up")
     shown = texts(view)
     assert any("pre-activation" in t for t in shown) and "query FFN neurons" in shown
+    neurons = grids(view)[1].rowData
+    assert neurons and isinstance(neurons[0]["c1"], float) and neurons[0]["c0"].startswith("L")
     assert panel.parse_neuron("27.846") == (27, 846)
     with pytest.raises(VisitError):
         panel.parse_neuron("head 3")

@@ -1,8 +1,9 @@
 """The difference view of two analyses (:func:`visit.graph.diff.diff_graphs`) as Dash components: both sides
-side by side (prompt, target, p(target) at the last drawn residual) and the most changed nodes as a table.
+side by side (prompt, target, p(target) at the last drawn residual) and the changed nodes as a grid
+(:mod:`visit.ui.grid`), most changed first.
 
 Shared by the Compare panel (two prompts, targets or positions) and a before/after view of a model edit.
-Text goes into Dash children (React escapes it).
+Text goes into Dash children and grid cells (both render it as text).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dash import html
 
 from visit.tokens import display_token
+from visit.ui.grid import column, data_grid
 
 
 def _num(value, fmt: str) -> str:
@@ -28,20 +30,27 @@ def side(title: str, info: dict, final: dict | None) -> html.Div:
     ], className="diff-side")
 
 
-def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: int = 10) -> html.Div:
-    """Side-by-side summary and a table of the ``rows`` most changed nodes (changes: after - before)."""
+def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: int = 200,
+              grid_id=None) -> html.Div:
+    """Side-by-side summary and a grid (sorting, filtering, paging) of the ``rows`` most changed nodes
+    present on both sides, most changed first (changes: after - before). ``grid_id`` defaults to a
+    pattern-matching id named after ``labels``, so two difference views can share a page."""
     final = diff.get("final") or {}
     head = html.Div([side(labels[0], diff["before"], final.get("before")),
                      side(labels[1], diff["after"], final.get("after"))], className="diff-sides")
-    table_rows = [html.Tr([html.Th("node"), html.Th("Δ rank"), html.Th("Δ p"), html.Th("Δ attribution")])]
-    for n in diff["top_changed"][:rows]:
-        d = diff["nodes"][n]["delta"]
-        table_rows.append(html.Tr([
-            html.Td(n, className="diff-node"), html.Td(_num(d["target_rank"], "+d")),
-            html.Td(_num(None if d["target_prob"] is None else 100 * d["target_prob"], "+.2f") + "%"),
-            html.Td(_num(d["attribution"], "+.3f")),
-        ]))
+    changed = sorted((n for n, d in diff["nodes"].items() if d["present"] == "both" and d["change"] > 0),
+                     key=lambda n: -diff["nodes"][n]["change"])
+    table_rows = []
+    for n in changed[:rows]:
+        d = diff["nodes"][n]
+        delta = d["delta"]
+        table_rows.append({"node": n, "kind": d["kind"], "rank": delta["target_rank"], "prob": delta["target_prob"],
+                           "attribution": delta["attribution"], "marked": "yes" if d["top_changed"] else ""})
+    columns = [column("node"), column("kind"), column("rank", "Δ rank", "+d"), column("prob", "Δ p", "+.2%"),
+               column("attribution", "Δ attribution", "+.3f"), column("marked", "marked in the graph")]
+    grid = data_grid({"type": "diff-grid", "index": "|".join(labels)} if grid_id is None else grid_id,
+                     table_rows, columns, page_size=10, class_name="diff-table")
     note = (f"{len(diff['only_before'])} nodes only {labels[0]}, {len(diff['only_after'])} only {labels[1]} "
-            f"(pruning kept different components); the most changed are marked in the graph.")
-    return html.Div([head, html.Table(table_rows, className="diff-table"), html.P(note, className="hint")],
-                    className="diff-view")
+            f"(pruning kept different components); the {len(diff['top_changed'])} most changed are marked in the "
+            f"graph; {len(changed)} changed in all.")
+    return html.Div([head, grid, html.P(note, className="hint")], className="diff-view")

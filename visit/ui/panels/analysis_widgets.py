@@ -11,31 +11,34 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from dash import dash_table, dcc, html
+import numpy as np
+from dash import dcc, html
 
 from visit import limits
 from visit.analyses.figures import Table
 from visit.errors import VisitError
+from visit.ui.grid import column, data_grid
 from visit.ui.panels import PANEL_GRAPH_CONFIG
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
-SMALL_TABLE = 30  # rows; longer tables become a paged DataTable (thousands of html.Td are slow to render)
+
+def table_component(table: Table, class_name: str = "analysis-table", grid_id=None):
+    """A :class:`Table` as a data grid (:mod:`visit.ui.grid`: sorting, filtering, paging; every cell text).
+    Columns of numbers stay numbers (floats shown as ``.3g``, as the report does); the caption goes above."""
+    fields = [str(i) for i in range(len(table.headers))]
+    columns = []
+    for i, (field, header) in enumerate(zip(fields, table.headers)):
+        values = [row[i] for row in table.rows if i < len(row) and row[i] is not None]
+        numeric = bool(values) and all(_is_number(v) for v in values)
+        fmt = None if not numeric else (".3g" if any(not isinstance(v, (int, np.integer)) for v in values) else "d")
+        columns.append(column(field, str(header), fmt))
+    rows = [{f: (c if c is None or _is_number(c) else str(c)) for f, c in zip(fields, row)} for row in table.rows]
+    caption = [html.P(table.caption, className="hint")] if table.caption else []
+    return html.Div(caption + [data_grid(grid_id, rows, columns)], className=class_name)
 
 
-def table_component(table: Table, class_name: str = "analysis-table"):
-    """A Dash table of the cells as text (React escapes text: no HTML injection)."""
-    if len(table.rows) > SMALL_TABLE:
-        columns = [{"name": h, "id": str(i)} for i, h in enumerate(table.headers)]
-        data = [{str(i): c for i, c in enumerate(row)} for row in table.cells()]
-        grid = dash_table.DataTable(columns=columns, data=data, page_size=20, sort_action="native",
-                                    filter_action="native", style_table={"overflowX": "auto"},
-                                    style_cell={"textAlign": "left", "fontSize": "0.85em", "whiteSpace": "pre"})
-        return html.Div(([html.P(table.caption, className="hint")] if table.caption else []) + [grid],
-                        className=class_name)
-    head = html.Thead(html.Tr([html.Th(h) for h in table.headers]))
-    body = html.Tbody([html.Tr([html.Td(c) for c in row]) for row in table.cells()])
-    children = [html.Caption(table.caption)] if table.caption else []
-    return html.Table(children + [head, body], className=class_name)
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def figure_component(fig, component_id=None):

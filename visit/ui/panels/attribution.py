@@ -2,8 +2,8 @@
 
 Layer bars (attention vs FFN), a layer x head heatmap, a table of the top components with their
 vocabulary projections, a method selector (the 003 Table 2 baselines for FFN neurons), and a
-competitor-token box for the bs-value contrast chart. Clicking a head, a table row's "show" or a
-layer bar highlights the component in the graph, forcing it in if pruning had removed it.
+competitor-token box for the bs-value contrast chart. Clicking a head, a row of the table (a sortable,
+filterable grid) or a layer bar highlights the component in the graph, forcing it in if pruning had removed it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
 from visit.errors import VisitError
 from visit.tokens import display_token
 from visit.ui import ids
+from visit.ui.grid import column, data_grid, first_clicked, shown_key
 from visit.ui.panels import PANEL_GRAPH_CONFIG
 
 TITLE = "Attribution"
@@ -24,8 +25,11 @@ TAB_VALUE = __name__.rsplit(".", 1)[-1]  # the app names each tab after its pane
 KIND, METHOD, TOP = f"{PREFIX}-kind", f"{PREFIX}-method", f"{PREFIX}-top"
 LAYERS, HEADS, TABLE, NOTE = f"{PREFIX}-layers", f"{PREFIX}-heads", f"{PREFIX}-table", f"{PREFIX}-note"
 COMPETITOR, CONTRAST_BUTTON, CONTRAST = f"{PREFIX}-competitor", f"{PREFIX}-contrast-go", f"{PREFIX}-contrast"
-CONTRAST_NOTE, SHOW, PRUNE = f"{PREFIX}-contrast-note", f"{PREFIX}-show", f"{PREFIX}-prune"
+CONTRAST_NOTE, PRUNE = f"{PREFIX}-contrast-note", f"{PREFIX}-prune"
 QUERY, SUBKEY, QUERY_OUT = f"{PREFIX}-query", f"{PREFIX}-subkey", f"{PREFIX}-query-out"
+GRID_TYPE = f"{PREFIX}-grid"  # the top-components grid is drawn by a callback: a pattern-matching id
+GRID = {"type": GRID_TYPE, "index": "top"}
+SHOWN = f"{PREFIX}-shown"  # what the charts and the grid show (visit.ui.grid.shown_key)
 KIND_OPTIONS = [
     {"label": "FFN neurons", "value": "ffn"},
     {"label": "attention neurons (per source)", "value": "attn"},
@@ -51,7 +55,7 @@ def layout():
         html.Div(id=NOTE, className="hint"),
         dcc.Loading(dcc.Graph(id=LAYERS, config=PANEL_GRAPH_CONFIG)),
         dcc.Loading(dcc.Graph(id=HEADS, config=PANEL_GRAPH_CONFIG)),
-        dcc.Loading(html.Div(id=TABLE)),
+        dcc.Loading(html.Div(id=TABLE)), dcc.Store(id=SHOWN),
         html.Div([
             html.Label("competitor token"),
             dcc.Input(id=COMPETITOR, type="text", placeholder=' e.g. " London"', debounce=True),
@@ -70,16 +74,18 @@ def layout():
 
 
 def _table(entries: list[dict], tokens: list[str]):
-    header = html.Tr([html.Th(h) for h in ("#", "component", "Δ log p", "source", "top tokens", "")])
+    """The top components as a grid (sorting, filtering, paging); clicking a row shows its node in the graph."""
     rows = []
     for n, e in enumerate(entries, start=1):
         source = f"{e['position']}: {display_token(tokens[e['position']])}" if "position" in e else ""
         top = ", ".join(display_token(t) for t in e["top_tokens"][:8])
-        # Dash renders strings as text (never HTML), so tokens need no escaping here
-        rows.append(html.Tr([html.Td(n), html.Td(figures.component_name(e)), html.Td(f"{e['score']:.4f}"),
-                             html.Td(source), html.Td(top),
-                             html.Td(html.Button("show", id={"type": SHOW, "index": e["node"]}, n_clicks=0))]))
-    return html.Table([html.Thead(header), html.Tbody(rows)], className="attribution-table")
+        # AG Grid renders cell values as text (never HTML), so tokens need no escaping here
+        rows.append({"rank": n, "component": figures.component_name(e), "score": e["score"], "source": source,
+                     "top": top, "node": e["node"]})
+    columns = [column("rank", "#", "d", maxWidth=60), column("component", minWidth=100), column("score", "Δ log p", ".4f"),
+               column("source", hide=not any(r["source"] for r in rows)), column("top", "top tokens", minWidth=140)]
+    return html.Div([html.P("Click a row to show the component in the graph.", className="hint"),
+                     data_grid(GRID, rows, columns, clickable=True)])
 
 
 def panel_content(analysis, kind: str, method: str, top: int):
@@ -102,19 +108,23 @@ def register_callbacks(app, ctx):
     from visit.ui.state import request_graph_update
 
     @app.callback(Output(LAYERS, "figure"), Output(HEADS, "figure"), Output(TABLE, "children"),
-                  Output(NOTE, "children"),
+                  Output(NOTE, "children"), Output(SHOWN, "data"),
                   Input(ids.ANALYSIS_VERSION, "data"), Input(KIND, "value"), Input(METHOD, "value"),
-                  Input(TOP, "value"), Input(ids.TABS, "value"), State(ids.SESSION, "data"))
-    def _render(_version, kind, method, top, tab, session_id):
+                  Input(TOP, "value"), Input(ids.TABS, "value"), State(ids.SESSION, "data"), State(SHOWN, "data"))
+    def _render(_version, kind, method, top, tab, session_id, shown):
         if tab != TAB_VALUE:  # compute only when the tab is open (results are memoised per trace)
-            return no_update, no_update, no_update, no_update
+            return (no_update,) * 5
         analysis = ctx.analysis(session_id)
         if analysis is None:
-            return no_update, no_update, html.P("Trace a prompt first.", className="hint"), ""
+            return no_update, no_update, html.P("Trace a prompt first.", className="hint"), "", None
+        top = max(1, min(int(top or 20), 200))
+        key = shown_key(analysis.trace, analysis.target.id, kind, method, top)
+        if key == shown:  # a graph re-draw of the same trace: the grid keeps the user's sorting and filter
+            return (no_update,) * 5
         try:
-            return panel_content(analysis, kind, method, max(1, min(int(top or 20), 200)))
+            return (*panel_content(analysis, kind, method, top), key)
         except VisitError as exc:
-            return no_update, no_update, html.P(str(exc), className="error"), ""
+            return no_update, no_update, html.P(str(exc), className="error"), "", None
 
     @app.callback(Output(CONTRAST, "figure"), Output(CONTRAST, "style"), Output(CONTRAST_NOTE, "children"),
                   Input(CONTRAST_BUTTON, "n_clicks"), Input(COMPETITOR, "value"), Input(ids.ANALYSIS_VERSION, "data"),
@@ -135,13 +145,14 @@ def register_callbacks(app, ctx):
         return fig, {"display": "block"}, other.note or ""
 
     @app.callback(Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
-                  Input({"type": SHOW, "index": ALL}, "n_clicks"), State(ids.SESSION, "data"),
+                  Input({"type": GRID_TYPE, "index": ALL}, "cellClicked"),
+                  State({"type": GRID_TYPE, "index": ALL}, "rowData"), State(ids.SESSION, "data"),
                   prevent_initial_call=True)
-    def _show(clicks, session_id):
-        trigger = dash_ctx.triggered_id
-        if not trigger or not any(clicks or []):
+    def _show(clicks, row_data, session_id):
+        row = first_clicked(clicks, row_data)
+        if row is None or not row.get("node"):
             return no_update
-        node = trigger["index"]
+        node = row["node"]
         return request_graph_update(session_id, include=(node,), highlight=(node,))
 
     @app.callback(Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
@@ -183,10 +194,18 @@ def parse_neuron(text: str) -> tuple[int, int]:
     return spec[1], spec[2]
 
 
+SCORE = ("score", "+.4f")  # a number column of the query tables
+
+
 def _small_table(title, header, rows):
-    """A titled table of plain strings (Dash renders them as text, so tokens need no escaping)."""
-    return html.Div([html.H5(title), html.Table([html.Thead(html.Tr([html.Th(h) for h in header])),
-                                                 html.Tbody([html.Tr([html.Td(c) for c in r]) for r in rows])])])
+    """A titled grid of plain strings (AG Grid renders them as text, so tokens need no escaping);
+    ``(name, format)`` headers are number columns."""
+    columns, fields = [], []
+    for i, h in enumerate(header):
+        name, fmt = h if isinstance(h, tuple) else (h, None)
+        fields.append(f"c{i}")
+        columns.append(column(f"c{i}", name, fmt))
+    return html.Div([html.H5(title), data_grid(None, [dict(zip(fields, r)) for r in rows], columns, page_size=10)])
 
 
 def query_view(analysis, text: str, which: str):
@@ -203,14 +222,14 @@ def query_view(analysis, text: str, which: str):
     return html.Div([
         html.P(f"L{layer}.N{neuron}: pre-activation {q['pre_activation']:.3f} ({which} subkey); inner products of "
                "each earlier vector with the norm-folded subkey, which add up to it.", className="hint"),
-        _small_table("query layers", ["vector", "score"],
-                     [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), f"{e['score']:+.4f}"]
+        _small_table("query layers", ["vector", SCORE],
+                     [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), e["score"]]
                       for e in q["layers"][:10]]),
-        _small_table("query FFN neurons", ["neuron", "score"],
-                     [[f"L{e['layer']}.N{e['index']}", f"{e['score']:+.4f}"] for e in q["ffn_neurons"]]),
-        _small_table("query attention subvalues", ["head", "source", "score"],
+        _small_table("query FFN neurons", ["neuron", SCORE],
+                     [[f"L{e['layer']}.N{e['index']}", e["score"]] for e in q["ffn_neurons"]]),
+        _small_table("query attention subvalues", ["head", "source", SCORE],
                      [[f"L{e['layer']}.H{e['head']}", f"{e['position']}: {display_token(tokens[e['position']])}",
-                       f"{e['score']:+.4f}"] for e in q["attn_subvalues"]]),
+                       e["score"]] for e in q["attn_subvalues"]]),
     ])
 
 
@@ -229,15 +248,15 @@ def attn_query_view(analysis, layer: int, head: int, dim: int):
                "earlier vector at each source with the neuron's norm-folded value subkey, weighted by the head's "
                "attention to that source; scores are multiplied by sign(z), so positive raises |z|. Raw scores "
                f"plus the constant {q['constant']:+.4f} add up to z.", className="hint"),
-        _small_table("query layers", ["vector", "score"],
-                     [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), f"{e['score']:+.4f}"]
+        _small_table("query layers", ["vector", SCORE],
+                     [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), e["score"]]
                       for e in q["layers"][:10]]),
-        _small_table("sources", ["source", "score"], [[src(s), f"{v:+.4f}"] for s, v in enumerate(q["sources"])]),
-        _small_table("query FFN neurons (summed over sources)", ["neuron", "score", "best source"],
-                     [[f"L{e['layer']}.N{e['index']}", f"{e['score']:+.4f}", src(e["best_source"])]
+        _small_table("sources", ["source", SCORE], [[src(s), v] for s, v in enumerate(q["sources"])]),
+        _small_table("query FFN neurons (summed over sources)", ["neuron", SCORE, "best source"],
+                     [[f"L{e['layer']}.N{e['index']}", e["score"], src(e["best_source"])]
                       for e in q["ffn_neurons"]]),
-        _small_table("query heads (at the sources)", ["head", "score", "best source"],
-                     [[f"L{e['layer']}.H{e['head']}", f"{e['score']:+.4f}", src(e["best_source"])]
+        _small_table("query heads (at the sources)", ["head", SCORE, "best source"],
+                     [[f"L{e['layer']}.H{e['head']}", e["score"], src(e["best_source"])]
                       for e in q["attn_heads"]]),
     ])
 

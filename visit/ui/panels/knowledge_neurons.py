@@ -14,14 +14,17 @@ from visit import limits
 from visit.errors import VisitError
 from visit.tokens import display_token
 from visit.ui import ids
+from visit.ui.grid import column, data_grid, first_clicked
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
 TITLE = "Knowledge neurons"
 PREFIX = "kn"
 KIND = "knowledge-neurons"
 PARAPHRASES, STEPS, THRESHOLD, SHARE = f"{PREFIX}-paraphrases", f"{PREFIX}-steps", f"{PREFIX}-threshold", f"{PREFIX}-share"
-SHOW, SHOW_ALL, NOTE = f"{PREFIX}-show", f"{PREFIX}-show-all", f"{PREFIX}-note"
-MAX_ROWS = 60  # neurons listed
+SHOW_ALL, NOTE = f"{PREFIX}-show-all", f"{PREFIX}-note"
+GRID_TYPE = f"{PREFIX}-grid"  # the neurons' grid is drawn by the job widget: a pattern-matching id
+GRID = {"type": GRID_TYPE, "index": "refined"}
+MAX_ROWS = 500  # neurons listed (the grid pages them)
 HINT = ("Integrated gradients (Dai et al.) of the target's probability at the last token over every MLP "
         "neuron, m steps. Coarse set: attribution at least t x the maximum; with paraphrases (one per line), the "
         "refined set keeps neurons in the coarse sets of more than a share p of the prompts. Suppress (x0) and "
@@ -101,13 +104,13 @@ def render(kn, finished: bool = True):
     """The result as Dash components (text children only: React escapes every token)."""
     if kn is None:
         return None
-    header = html.Tr([html.Th(h) for h in ("#", "neuron", "attribution", "share", "promotes", "")])
     rows = []
     for i, n in enumerate(kn.refined[:MAX_ROWS], start=1):
         toks = ", ".join(display_token(t) for t in kn.tokens.get(n.key, [])[:5])
-        rows.append(html.Tr([html.Td(i), html.Td(n.node), html.Td(f"{n.score:.4f}"),
-                             html.Td(f"{kn.shares.get(n.key, 1.0):.0%}"), html.Td(toks),
-                             html.Td(html.Button("show", id={"type": SHOW, "index": n.node}, n_clicks=0))]))
+        rows.append({"rank": i, "neuron": n.node, "score": n.score, "share": kn.shares.get(n.key, 1.0),
+                     "promotes": toks})
+    columns = [column("rank", "#", "d", maxWidth=60), column("neuron", minWidth=90), column("score", "attribution", ".4f"),
+               column("share", "share", ".0%"), column("promotes", minWidth=140)]
     hist = kn.layer_histogram()
     layers = ", ".join(f"L{l}: {c}" for l, c in enumerate(hist) if c) or "none"
     summary = [html.P(f"target {display_token(kn.target.token)}; {len(kn.prompts)} prompt(s), coarse sets of "
@@ -119,7 +122,8 @@ def render(kn, finished: bool = True):
         summary.append(html.P(f"{len(c['overlap'])} of them among the top {c['top']} FFN neurons by log-probability "
                               f"increase (Jaccard {c['jaccard']:.2f}; {c['in_top_100']} in its top 100)"))
     summary += [html.P(note, className="hint") for note in kn.notes]
-    table = html.Table([html.Thead(header), html.Tbody(rows)], className="attribution-table")
+    table = html.Div([html.P("Click a row to show the neuron in the graph.", className="hint"),
+                      data_grid(GRID, rows, columns, clickable=True)])
     more = [html.P(f"… {len(kn.refined) - MAX_ROWS} more", className="hint")] if len(kn.refined) > MAX_ROWS else []
     return html.Div(summary + [table] + more)
 
@@ -135,9 +139,10 @@ def register_callbacks(app, ctx):
         summary=lambda kn: f"{len(kn.refined)} knowledge neurons")
 
     @app.callback(Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True), Output(NOTE, "children"),
-                  Input({"type": SHOW, "index": ALL}, "n_clicks"), Input(SHOW_ALL, "n_clicks"),
-                  State(ids.SESSION, "data"), prevent_initial_call=True)
-    def _show(clicks, _all, session_id):
+                  Input({"type": GRID_TYPE, "index": ALL}, "cellClicked"), Input(SHOW_ALL, "n_clicks"),
+                  State({"type": GRID_TYPE, "index": ALL}, "rowData"), State(ids.SESSION, "data"),
+                  prevent_initial_call=True)
+    def _show(clicks, _all, row_data, session_id):
         trigger = dash_ctx.triggered_id
         if trigger == SHOW_ALL:
             kn = ctx.jobs.result(session_id, KIND)
@@ -147,7 +152,8 @@ def register_callbacks(app, ctx):
             nodes = tuple(n.node for n in kn.refined[:cap])
             note = f"showing {len(nodes)} of {len(kn.refined)}" if len(kn.refined) > cap else ""
             return request_graph_update(session_id, include=nodes, highlight=nodes), note
-        if not trigger or not any(clicks or []):
+        row = first_clicked(clicks, row_data)
+        if row is None or not row.get("neuron"):
             return no_update, no_update
-        node = trigger["index"]
+        node = row["neuron"]
         return request_graph_update(session_id, include=(node,), highlight=(node,)), ""
