@@ -117,9 +117,15 @@ def test_graph_shows_the_chosen_experts_neurons(tiny_factory):
     neurons = [d for _, d in a.graph.nodes(data=True) if d["kind"] == "neuron"]
     assert neurons
     for d in neurons:
-        expert, _ = expert_of(vm.weights, d["neuron"])
+        expert, index = expert_of(vm.weights, d["neuron"])
         chosen = tr[f"blocks.{d['layer']}.mlp.hook_expert_weights"][tr.position]
-        assert expert is None or float(chosen[expert]) > 0  # a routed neuron in the graph: its expert was chosen
+        assert (d["expert"], d["expert_neuron"]) == (expert, index)
+        if expert is None:
+            assert "shared expert" in d["location"]
+        else:  # a routed neuron in the graph: its expert was chosen, and the node says so
+            assert float(chosen[expert]) > 0 and d["router_weight"] == pytest.approx(float(chosen[expert]))
+            assert f"expert {expert} #{index}" in d["location"]
+    assert any(d["expert"] is not None for d in neurons)
 
 
 def test_editing_a_mixture_of_experts_is_one_clear_line(tiny_factory):

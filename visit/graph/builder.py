@@ -4,7 +4,9 @@ Node attributes (plain data, raw token strings): ``kind, layer, head, neuron, so
 attention, coefficient, role, flag, highlighted, included, location, label, top [{token, id, prob}],
 target_prob, target_rank, entropy, norm, projected``; norm nodes also ``in_label, in_target_prob,
 in_target_rank, in_entropy`` (the lens of the norm's input). Query, key and qkv vectors live in d_head
-space and are not projected (``projected=False``, lens fields None).
+space and are not projected (``projected=False``, lens fields None). Neurons of a mixture of experts also
+have ``expert`` (None: the shared expert), ``expert_neuron`` and ``router_weight`` (:func:`visit.models.moe.neuron_info`);
+only the experts the router chose at the position have neurons with nonzero coefficients.
 
 Edge attributes: ``kind`` (residual|skip|norm|projection|attention|memory|coefficient|summation),
 ``role`` (accumulation|structural|coefficient|summation), ``score`` (>= 0: the coefficient's magnitude
@@ -25,6 +27,7 @@ from visit.graph.nodes import NORM_KINDS, SPINE_KINDS, UNPROJECTED_KINDS, locati
 from visit.graph.selection import LayerSelection, parse_includes, select
 from visit.graph.settings import GraphSettings
 from visit.lens import LogitLens
+from visit.models import moe
 
 
 @dataclass
@@ -127,11 +130,13 @@ class _Builder:
         post_acts = tr[f"{p}.mlp.hook_post"][pos]
         neurons = list(sel.neurons)
         flags = self.settings.flagged_neurons
+        experts = tr[f"{p}.mlp.hook_expert_weights"][pos] if tr.vm.adapter.moe else None  # the router's choice
         if neurons:
             for i, vec in zip(neurons, tr.neuron_contributions(layer, neurons)):
                 coeff = float(post_acts[i])
+                extra = {} if experts is None else moe.neuron_info(tr.vm.weights, i, experts)
                 n = self.node(layer, "neuron", vec, index=i, coefficient=coeff, role=sel.neurons[i],
-                              flag=flags.get((layer, i)))
+                              flag=flags.get((layer, i)), **extra)
                 self.edge(ln2, n, "coefficient", "coefficient", coeff, coefficient=coeff)
                 self.summation(n, mlp_out)
         else:

@@ -54,6 +54,10 @@ def location(attrs: dict) -> str:
         text += f" {attrs['neuron']} (h{attrs['head']})"
     elif kind == "neuron":
         text += f" {attrs['neuron']}"
+        if attrs.get("expert_neuron") is not None:  # a mixture of experts: which expert, and its router weight
+            expert = attrs.get("expert")
+            text += (f" (shared expert, #{attrs['expert_neuron']})" if expert is None else
+                     f" (expert {expert} #{attrs['expert_neuron']}, router weight {attrs['router_weight']:.2f})")
     return text
 
 

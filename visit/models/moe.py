@@ -155,3 +155,12 @@ def expert_of(weights, neuron: int) -> tuple[int | None, int]:
     if neuron >= n_experts * d_expert:
         return None, neuron - n_experts * d_expert
     return divmod(int(neuron), d_expert)
+
+
+def neuron_info(weights, neuron: int, router_weights: torch.Tensor) -> dict:
+    """A graph node's attributes for flat neuron ``neuron`` at a position whose ``mlp.hook_expert_weights`` are
+    ``router_weights [n_experts]``: ``expert`` (None for the shared expert), ``expert_neuron`` (the index inside
+    it) and ``router_weight`` (the weight the router gave that expert there; None for the shared expert)."""
+    expert, index = expert_of(weights, neuron)
+    weight = None if expert is None else float(router_weights[expert])
+    return {"expert": expert, "expert_neuron": index, "router_weight": weight}
