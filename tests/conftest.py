@@ -16,7 +16,7 @@ TINY = dict(d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, d_mlp=96, n_ctx=128
 
 def tiny_configs(vocab_size: int) -> dict:
     from transformers import (Gemma2Config, Gemma3TextConfig, GemmaConfig, GPT2Config, GPTJConfig, GPTNeoXConfig,
-                              LlamaConfig, MistralConfig, MixtralConfig, Olmo2Config, Phi3Config, Qwen2Config,
+                              LlamaConfig, MistralConfig, MixtralConfig, Olmo2Config, Olmo3Config, Phi3Config, Qwen2Config,
                               Qwen2MoeConfig, Qwen3Config, Qwen3MoeConfig)
 
     t = TINY
@@ -31,6 +31,7 @@ def tiny_configs(vocab_size: int) -> dict:
     moe = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32)
     return {
         "olmo2": Olmo2Config(**llama_kw),
+        "olmo3": Olmo3Config(**llama_kw, **sliding),
         "mixtral": MixtralConfig(**dict(llama_kw, intermediate_size=32), num_local_experts=4, num_experts_per_tok=2),
         "qwen2_moe": Qwen2MoeConfig(**llama_kw, **moe, shared_expert_intermediate_size=48),
         "qwen3_moe": Qwen3MoeConfig(**llama_kw, **moe, head_dim=t["d_model"] // t["n_heads"]),
@@ -59,7 +60,7 @@ def tiny_configs(vocab_size: int) -> dict:
 FAMILIES = ["gpt2", "llama", "mistral", "qwen2", "gpt_neox", "gpt_neox_sequential"]
 # families added for issue 11: tested in tests/test_families.py (exactness, hook points, resume, GGUF) rather
 # than through every tiny_model test, to keep the suite lean
-MORE_FAMILIES = ["gemma", "gemma2", "gemma3", "qwen3", "gptj", "phi3", "olmo2", "mixtral", "qwen2_moe", "qwen3_moe"]
+MORE_FAMILIES = ["gemma", "gemma2", "gemma3", "qwen3", "gptj", "phi3", "olmo2", "olmo3", "mixtral", "qwen2_moe", "qwen3_moe"]
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +84,7 @@ def build_tiny(family: str, tokenizer, seed: int = 0):
                 param.normal_(0, 0.1)
             elif name.endswith("norm.weight") and not param.any():  # Gemma's (1 + w) norms start at w = 0
                 param.normal_(0, 0.3)
-            elif family == "olmo2" and name.endswith("norm.weight"):  # post-norms and QK-norm, so gains are folded
+            elif family.startswith("olmo") and name.endswith("norm.weight"):  # post-norms and QK-norm, so gains are folded
                 param.normal_(1, 0.3)
     return wrap_model(model, tokenizer, f"tiny-{family}")
 

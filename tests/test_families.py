@@ -91,7 +91,7 @@ def test_resumed_rows_over_sliding_windows_equal_full_passes(tiny_factory, famil
 def test_registry_maps_every_model_type_once():
     types = [t for a in ADAPTERS for t in a.model_types]
     assert len(types) == len(set(types)) and sorted(types) == supported_model_types()
-    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj", "phi3", "olmo2", "mixtral", "qwen2_moe",
+    assert {"gemma", "gemma2", "gemma3_text", "qwen3", "gptj", "phi3", "olmo2", "olmo3", "mixtral", "qwen2_moe",
             "qwen3_moe"} <= set(types)
     with pytest.raises(VisitError, match="supported model types: .*gemma"):
         adapter_for("mamba")
@@ -176,7 +176,8 @@ def test_value_slice_and_gate_keys_follow_the_layout(family_model):
     assert_close(pre, rec["blocks.1.mlp.hook_pre"][0].float())
 
 
-@pytest.mark.parametrize("family", ["olmo2", "mixtral", "qwen2_moe"])  # no pre-norms; routing recomputed per row
+@pytest.mark.parametrize("family", ["olmo2", "olmo3", "mixtral", "qwen2_moe"])  # no pre-norms, sliding windows
+# (OLMo 3), routing recomputed per row (MoE)
 def test_resumed_rows_equal_full_passes_on_new_families(tiny_factory, family):
     vm = tiny_factory(family)
     ids = _ids(vm)[0]

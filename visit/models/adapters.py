@@ -226,7 +226,7 @@ PHI3 = ArchAdapter(  # Llama's block with fused projections: qkv_proj [q | k | v
 OLMO2 = ArchAdapter(  # no norm before the attention or the MLP, one after each (the sandwich's second half);
     # QK-norm over the whole q/k projections lives inside the attention (hook_q/k are read before it)
     family="olmo2",
-    model_types=("olmo2",),
+    model_types=("olmo2", "olmo3"),  # OLMo 3: OLMo 2's block with sliding-window layers
     blocks="model.layers",
     final_norm="model.norm",
     embed="model.embed_tokens",
