@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/trace_overhead.py [--repeats 30] [--sizes default,gpt2-small] [--device cuda]
 
-``--sizes`` takes random-init sizes (gpt2-small, gpt2-xl, llama-7b) and shipped models (default, gemma3-270m).
+``--sizes`` takes random-init sizes (gpt2-small, gpt2-xl, llama-7b, mixtral-mini: a small mixture of experts, 8
+experts of which 2 run per token) and shipped models (default, gemma3-270m).
 
 The traced time includes tokenisation, hooks and collecting every value (per-head results included);
 the plain time is ``model(input_ids)`` alone, so the ratio is an upper bound on the tracer's overhead.
@@ -27,7 +28,7 @@ PROMPT = ("The Eiffel Tower, completed in 1889 for the World's Fair, stands on t
 
 
 def random_model(kind: str, tokenizer, device: str):
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig, MixtralConfig
 
     configs = {
         "gpt2-small": lambda: GPT2Config(vocab_size=len(tokenizer), bos_token_id=None, eos_token_id=None),
@@ -35,6 +36,9 @@ def random_model(kind: str, tokenizer, device: str):
                                      bos_token_id=None, eos_token_id=None),
         "llama-7b": lambda: LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
                                         num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32),
+        "mixtral-mini": lambda: MixtralConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=1536,
+                                              num_hidden_layers=6, num_attention_heads=12, num_key_value_heads=4,
+                                              num_local_experts=8, num_experts_per_tok=2),
     }
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(configs[kind](), attn_implementation="eager")
