@@ -5,7 +5,7 @@
   model, and runs their keys/values, once per weights version: reported separately);
 - ``edit-eval`` with ROME: <= 2 s per record (edit + evaluation + restore; the evaluation part alone reported too).
 
-    .venv/bin/python benchmarks/editing.py [--threads 1] [--layer 3] [--repeat 3] [--records 5] [--stats]
+    .venv/bin/python benchmarks/editing.py [--threads 1] [--layer 3] [--repeat 3] [--records 5] [--stats [--stats-only]]
 
 ``--stats`` computes C from scratch in a private cache directory (slow: that is the measurement); without it the
 cached C of the user's cache is used (computed first if missing).
@@ -24,10 +24,20 @@ import torch
 
 
 def load_avg() -> str:
+    """The 1-, 5- and 15-minute load averages (as ``uptime`` prints them): on a shared machine they say how far
+    the wall times below are from an idle machine's."""
     try:
-        return "%.1f" % os.getloadavg()[0]
+        return "%.2f, %.2f, %.2f" % os.getloadavg()
     except OSError:
         return "?"
+
+
+def timed(fn):
+    """``(result, wall seconds, this process's CPU seconds)``: CPU time is what the work itself took; wall time
+    also counts waiting for a core on a loaded machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -37,6 +47,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--records", type=int, default=5)
     ap.add_argument("--stats", action="store_true", help="time C for one layer from scratch (private cache)")
+    ap.add_argument("--stats-only", action="store_true", help="with --stats: stop after timing C")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,40 +66,41 @@ def main() -> None:
             old = os.environ.get("VISIT_CACHE_DIR")
             os.environ["VISIT_CACHE_DIR"] = tmp
             try:
-                start = time.perf_counter()
-                st = key_stats(vm, layer)
-                print(f"C, layer {layer}, {st.n_tokens} sampled tokens: {time.perf_counter() - start:.1f} s "
-                      f"(load {load_avg()})")
-                start = time.perf_counter()
-                other = key_stats(vm, layer + 1)
-                print(f"C, layer {layer + 1} from the cached corpus: {time.perf_counter() - start:.1f} s "
-                      f"({other.n_tokens} tokens)")
+                st, wall, cpu = timed(lambda: key_stats(vm, layer))
+                print(f"C, layer {layer}, {st.n_tokens} sampled tokens: {wall:.1f} s (cpu {cpu:.1f} s), "
+                      f"load {load_avg()}")
+                other, wall, cpu = timed(lambda: key_stats(vm, layer + 1))
+                print(f"C, layer {layer + 1} from the cached corpus: {wall:.1f} s (cpu {cpu:.1f} s), "
+                      f"{other.n_tokens} tokens")
             finally:
                 if old is None:
                     os.environ.pop("VISIT_CACHE_DIR")
                 else:
                     os.environ["VISIT_CACHE_DIR"] = old
+        if args.stats_only:
+            return
     stats = key_stats(vm, layer)
-    req = EditRequest("The capital of {} is", "France", "Rome", old="Paris")
-    start = time.perf_counter()
-    first = rome_edit(vm, req, layer=layer, stats=stats)
+    requests = {"The capital of France is -> Rome": EditRequest("The capital of {} is", "France", "Rome", old="Paris")}
+    rec0 = load_records(None, limit=1)[0]
+    requests[f"record 0: {rec0.request.prompt} -> {rec0.request.new}"] = rec0.request
+    first, wall, cpu = timed(lambda: rome_edit(vm, next(iter(requests.values())), layer=layer, stats=stats))
     print(f"first ROME edit in this process (samples the prefixes, runs their keys/values): "
-          f"{time.perf_counter() - start:.2f} s, {first.info['steps']} passes")
-    times = []
-    for i in range(args.repeat):
-        start = time.perf_counter()
-        e = rome_edit(vm, req, layer=layer, stats=stats)
-        times.append(time.perf_counter() - start)
-    print(f"ROME edit, cached C: median {statistics.median(times):.2f} s ({', '.join(f'{t:.2f}' for t in times)}), "
-          f"{e.info['steps']} passes, load {load_avg()}")
+          f"{wall:.2f} s (cpu {cpu:.2f} s), {first.info['steps']} passes")
+    for name, req in requests.items():
+        walls, cpus = [], []
+        for i in range(args.repeat):
+            e, wall, cpu = timed(lambda: rome_edit(vm, req, layer=layer, stats=stats))
+            walls.append(wall)
+            cpus.append(cpu)
+        print(f"ROME edit, cached C, {name}: median {statistics.median(walls):.2f} s "
+              f"({', '.join(f'{t:.2f}' for t in walls)}; cpu median {statistics.median(cpus):.2f} s), "
+              f"{e.info['steps']} passes, load {load_avg()}")
     records = load_records(None, limit=args.records)
-    start = time.perf_counter()
-    result = evaluate(vm, records, "rome", layer=layer, stats=stats)
-    total = time.perf_counter() - start
-    print(f"edit-eval rome, {len(records)} records: {total / len(records):.2f} s per record (edit "
-          f"{result.seconds['edit_per_record']:.2f} s, evaluation {result.seconds['eval_per_record']:.2f} s, "
-          f"the rest the unedited scores), load {load_avg()}")
-
+    result, wall, cpu = timed(lambda: evaluate(vm, records, "rome", layer=layer, stats=stats))
+    print(f"edit-eval rome, {len(records)} records: {wall / len(records):.2f} s per record (cpu "
+          f"{cpu / len(records):.2f} s; edit {result.seconds['edit_per_record']:.2f} s, evaluation "
+          f"{result.seconds['eval_per_record']:.2f} s, the rest the unedited scores), passes "
+          f"{[r['edit']['steps'] for r in result.records]}, load {load_avg()}")
 
 if __name__ == "__main__":
     main()

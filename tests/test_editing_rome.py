@@ -89,6 +89,30 @@ def test_aligned_batch_rows_compute_what_they_compute_alone(tiny_factory, family
     assert n >= 2
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama", "gpt_neox"])
+def test_passes_from_the_edit_layer_equal_full_passes(tiny_factory, family):
+    """ROME's optimisation passes start at block layer + 1 from the recorded residual plus delta: the same final
+    states as a full pass with delta added to the MLP output by a hook-layer write."""
+    from visit.hooks import add
+    from visit.hooks.resume import captured_calls, run_blocks
+
+    vm = tiny_factory(family)
+    rows = _build_rows(vm, REQ, context_prefixes(vm, ((5, 2), (10, 1))))
+    B, t, layer = rows.batch.ids.shape[0], rows.t, 1
+    positions = [c - t for c in rows.subject_cols]
+    kv, _ = prefix_kv(vm, rows.batch, t)
+    delta = torch.randn(vm.dims.d_model, generator=torch.Generator().manual_seed(0))
+    resid = f"blocks.{layer}.hook_resid_post"
+    with captured_calls(vm) as calls:
+        _, rec = suffix_pass(vm, rows.batch, t, kv, read=[resid])
+    at = torch.zeros(rec[resid].shape[:2] + (1,))
+    at[torch.arange(B), torch.tensor(positions)] = 1
+    final, _ = run_blocks(vm, layer + 1, rec[resid] + at * delta, calls, kv)
+    write = [add(f"blocks.{layer}.hook_mlp_out", delta, rows=list(range(B)), positions=positions, paired=True)]
+    _, ref = suffix_pass(vm, rows.batch, t, kv, read=["ln_final.hook_out"], write=write)
+    torch.testing.assert_close(final, ref["ln_final.hook_out"], atol=1e-5, rtol=1e-5)
+
+
 def test_sliding_windows_shorter_than_the_batch_are_refused(tiny_factory, cache):
     from visit.errors import VisitError
 

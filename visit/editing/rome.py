@@ -26,10 +26,12 @@ Key variants (``key=``): ``"averaged"`` (default, r-ROME, Gupta et al. 2024): ``
 is small the update explodes (ROME issue 32), which is why r-ROME exists. In both variants ``v* - k* @ W - b`` is
 the optimised ``delta``; r-ROME sets ``v*`` from the averaged key's own output.
 
-Speed: a fact's 22 rows are left-padded into one batch (:mod:`visit.editing.batch`); the columns before the
-earliest subject-last token are run once and only the last few columns are re-run for each optimisation pass,
-with logits for the columns the loss needs. All maths outside the forward pass is fp32 (fp64 for the solve),
-whatever the model's dtype.
+Speed: a fact's 22 rows are left-padded into one batch (:mod:`visit.editing.batch`); the context prefixes' keys
+and values are computed once per weights version, the rest of the columns before the earliest subject-last token
+once per edit, and each optimisation pass re-runs only the last few columns, from block ``layer + 1`` on (nothing
+before the edit layer's MLP output depends on ``delta``), with logits for the columns the loss needs. The KL row
+stops at its subject's last token (all the KL reads). All maths outside the forward pass is fp32 (fp64 for the
+solve), whatever the model's dtype.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from visit.editing.sampling import PREFIX_STARTS, sample, start_ids
 from visit.editing.stats import DEFAULT_TOKENS, KeyStats, key_name, key_stats
 from visit.errors import VisitError
 from visit.hooks import add
+from visit.hooks.resume import captured_calls, run_blocks
 from visit.models.weights import as_in_out, bias_or_zeros
 
 Progress = Callable[[int, int, str], None]
@@ -138,7 +141,7 @@ def _build_rows(vm, request: EditRequest, prefixes: list[str]) -> _Rows:
         rows.append([ctx, body + target[:-1]])
         lasts.append(last)
     kl_body, kl_last = subject_last_token(tok, fill("{} is a", request.subject), (0, len(request.subject)))
-    rows.append([[], kl_body])
+    rows.append([[], kl_body[: kl_last + 1]])  # the KL is read at the subject's last token: nothing after it counts
     lasts.append(kl_last)
     if max(len(a) + len(b) for a, b in rows) > vm.dims.n_ctx:
         raise VisitError(f"the prompt is too long for this model's context ({vm.dims.n_ctx} tokens)")
@@ -212,29 +215,43 @@ rome_edit.prepare = prepare
 
 
 def _optimise_value(vm, layer: int, rows: _Rows, config: RomeConfig, progress: Progress | None):
-    """ROME's value optimisation; returns ``(delta [d_model], keys [n_rewrite, d_mlp], o [d_model], losses)``."""
+    """ROME's value optimisation; returns ``(delta [d_model], keys [n_rewrite, d_mlp], o [d_model], losses)``.
+
+    Pass 0 runs the whole model over columns ``[t, T)`` with ``delta`` (zero) added by a hook-layer write; it
+    records the keys, the MLP output, the residual after the edit layer and the arguments the model gave each block
+    (:func:`visit.hooks.resume.captured_calls`). Nothing up to the edit layer's MLP output depends on ``delta``, so
+    every later pass starts at block ``layer + 1`` (:func:`visit.hooks.resume.run_blocks`) from that residual plus
+    ``delta`` at the subject's last token of each row: the same sums but for the order of one addition
+    (``(resid_mid + o) + delta`` instead of ``resid_mid + (o + delta)``).
+    """
     B, t, n_rw = rows.batch.ids.shape[0], rows.t, rows.n_rewrite
     positions = [c - t for c in rows.subject_cols]
-    point = f"blocks.{layer}.hook_mlp_out"
+    point, resid = f"blocks.{layer}.hook_mlp_out", f"blocks.{layer}.hook_resid_post"
     n_t, width = len(rows.target), rows.batch.width
     # the columns whose next-token distributions the loss needs, relative to t
     nll_cols = torch.arange(width - n_t, width, device=vm.device) - t
     kl_col = rows.subject_cols[-1] - t
+    pick = torch.arange(B, device=vm.device), torch.tensor(positions, device=vm.device)
     with vm.lock:
         kv, _ = prefix_kv(vm, rows.batch, t, start=rows.context_end, past=_context_kv(vm, rows))
         delta = torch.zeros(vm.dims.d_model, device=vm.device, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=config.lr)
         write = [add(point, delta, rows=list(range(B)), positions=positions, paired=True)]
+        with captured_calls(vm) as calls:
+            _, rec = suffix_pass(vm, rows.batch, t, kv, read=["ln_final.hook_out", key_name(layer), point, resid],
+                                 write=write, keep=0, grad=True)
+        keys = rec[key_name(layer)][pick][:n_rw].detach().float()
+        out0 = rec[point][pick][0].detach().float()
+        base = rec[resid].detach()  # [B, T - t, d_model], delta = 0
+        at = torch.zeros(base.shape[:2] + (1,), dtype=base.dtype, device=vm.device)
+        at[pick] = 1  # where delta joins the residual
+        final = rec["ln_final.hook_out"]
         history: list[float] = []
-        init_kl = keys = out0 = None
+        init_kl = None
         for step in range(max(1, config.steps)):
-            read = ["ln_final.hook_out"] + ([key_name(layer), point] if step == 0 else [])
-            _, rec = suffix_pass(vm, rows.batch, t, kv, read=read, write=write, keep=0, grad=True)
-            if step == 0:
-                pick = torch.arange(B, device=vm.device), torch.tensor(positions, device=vm.device)
-                keys = rec[key_name(layer)][pick][:n_rw].detach().float()
-                out0 = rec[point][pick][0].detach().float()
-            final = rec["ln_final.hook_out"]
+            if step > 0:
+                with torch.enable_grad():
+                    final, _ = run_blocks(vm, layer + 1, base + at * delta.to(base.dtype), calls, kv)
             logp = unembed(vm, final[:n_rw, nll_cols]).float().log_softmax(-1)  # [n_rw, n_t, vocab]
             nll = -logp.gather(-1, rows.target.view(1, -1, 1).expand(n_rw, -1, 1)).squeeze(-1).mean(1).mean()
             kl_logp = unembed(vm, final[-1, kl_col]).float().log_softmax(-1)

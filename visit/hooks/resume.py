@@ -20,12 +20,17 @@ batch-1 pass over the same suffix after the recorded prefix: per-layer masks and
 window models have, come along), with the model's cache swapped for the recorded prefix: no family-specific
 code. Models that soft-cap their logits (Gemma 2) get the cap on the resumed logits too. The result equals a full forward pass of each variant (tests check it on every
 family); the saving is the skipped blocks and positions (``benchmarks/causal_trace.py``).
+
+Padded batches of *different* prompts (ROME's value optimisation) use the lower-level pair
+:func:`captured_calls` (the block arguments of one real pass over the batch) and :func:`run_blocks` (re-run the
+blocks from a layer with new residuals after a fixed prefix of keys/values).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import torch
 
@@ -183,3 +188,48 @@ def resume(vm, recording: Recording, t: int, joins: Sequence[Join], write: Itera
     cap = vm.weights.logit_softcap
     logits = logits.to(vm.device)  # the unembedding may live elsewhere (dispatched models)
     return (logits if cap is None else torch.tanh(logits / cap) * cap), rec
+
+
+@contextmanager
+def captured_calls(vm) -> Iterator[list[tuple[tuple, dict]]]:
+    """While active, record the arguments the model passes each block (after the hidden state) in the one
+    forward pass run inside; the list is filled, block by block, when the block exits. With those,
+    :func:`run_blocks` can re-run the blocks from any layer with other residuals (masks, rotary embeddings and
+    per-layer sliding windows come along as the model built them for that pass)."""
+    calls: dict[int, tuple[tuple, dict]] = {}
+    out: list[tuple[tuple, dict]] = []
+    handles = [block.register_forward_pre_hook(lambda _m, args, kw, i=i: calls.__setitem__(i, (args, kw)),
+                                               with_kwargs=True)
+               for i, block in enumerate(vm.weights.blocks)]
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+        out.extend(calls[i] for i in range(len(calls)))
+
+
+def run_blocks(vm, layer: int, hidden: torch.Tensor, calls: Sequence[tuple[tuple, dict]],
+               past: Sequence[tuple[torch.Tensor, torch.Tensor]], read: Iterable[str] = (),
+               write: Iterable[Intervention] = (), detach: bool = True) -> tuple[torch.Tensor, Hooked]:
+    """Run blocks ``layer..n_layers-1`` on ``hidden [rows, n, d_model]`` (the residual entering block ``layer`` at
+    the ``n`` positions after a prefix) with the block arguments of :func:`captured_calls` (a pass over the same
+    rows and positions), each attention layer seeing ``past[l] = (keys, values)`` (``[rows, kv_heads, t,
+    d_head]``, all of the prefix: the caller checks that sliding windows cover it) before the positions' own.
+    Returns the final norm's output ``[rows, n, d_model]`` (no unembedding) and the values read. The result is
+    what the pass the calls were captured from computes with ``hidden`` entering block ``layer``.
+
+    Caller holds ``vm.lock`` and sets autograd (gradients flow to ``hidden`` and to tensors in writes)."""
+    t = past[0][0].shape[-2] if past else 0
+    rows = hidden.shape[0]
+    recording = Recording(torch.empty(0, dtype=torch.long), [k for k, _ in past], [v for _, v in past], None,
+                          None)
+    prefix = _PrefixKV(recording, t, torch.arange(rows, device=hidden.device),
+                       {i: t for i in range(len(past))})
+    with hooked(vm, read, write, detach=detach) as rec:
+        for i in range(layer, vm.dims.n_layers):
+            args, kwargs = _swap_cache(calls[i], prefix)
+            out = vm.weights.blocks[i](hidden, *args, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        final = hp.module_of(vm, hp.hook_point(vm, "ln_final.hook_out"))(hidden)
+    return final, rec
