@@ -1,6 +1,7 @@
 """The Attribution panel in a real headless Chromium: charts, the top-neuron grid (sort, filter), click a row to
 highlight it in the graph."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::Deprecati
 from test_browser import Server, open_page, severe_errors, state, trace, wait  # noqa: E402,F401
 from selenium.webdriver.common.by import By  # noqa: E402
 
+from visit.tokens import display_token  # noqa: E402
 from visit.ui import create_app  # noqa: E402
 
 
@@ -22,6 +24,7 @@ def server(tiny_factory):
 
 
 GRID = "#attribution-table .visit-grid"
+HOSTILE_PROMPT = "The <b>capital</b> of <img src=x onerror=alert(1)> France is"
 SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "attribution_grid.png"
 
 
@@ -40,7 +43,7 @@ def column(driver, col_id: str) -> list[str]:
 
 def test_attribution_panel_highlights_a_neuron_in_the_graph(browser, server):
     open_page(browser, server)
-    trace(browser, server, "The capital of France is")
+    trace(browser, server, HOSTILE_PROMPT)
     tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text.strip() == "Attribution")
     tab.click()
     wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attribution-layers .js-plotly-plot")) > 0,
@@ -62,6 +65,15 @@ def test_attribution_panel_highlights_a_neuron_in_the_graph(browser, server):
     assert name in analysis.settings.highlight and name in analysis.graph
     assert column(browser, "component") == [name]  # the re-drawn graph left the grid's filter alone
     browser.find_element(By.CSS_SELECTOR, GRID).screenshot(str(SCREENSHOT))
+    query = browser.find_element(By.ID, "attribution-query")  # the query grids list the prompt's tokens
+    query.send_keys("L1.H0.d3\n")
+    tokens = [f"{i}: {display_token(t)}" for i, t in enumerate(analysis.trace.tokens)]
+    shown = wait(browser, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#attribution-query-out .ag-cell')].map(c => c.textContent)"),
+        what="the query grids")
+    sources = [t for t in shown if re.match(r"\d+: ", t)]
+    assert set(sources) <= set(tokens) and any("<" in t for t in sources)  # markup tokens, shown literally
+    assert not browser.find_elements(By.CSS_SELECTOR, "#attribution-query-out img, #attribution-query-out b")
     competitor = browser.find_element(By.ID, "attribution-competitor")
     competitor.send_keys(" London\n")
     wait(browser, lambda d: d.find_element(By.ID, "attribution-contrast").is_displayed(), what="the contrast chart")
