@@ -24,6 +24,11 @@ def compact_difference(diff: dict, rows: int = TOP_ROWS) -> dict:
                             for n in diff["top_changed"][:rows]]}
 
 
+def percent(p: float) -> str:
+    """A probability as a percentage that stays readable when tiny (3 significant digits)."""
+    return f"{100 * p:.3g}%"
+
+
 def _num(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
@@ -36,7 +41,7 @@ def _objects_table(rows: list[dict]) -> str:
     for r in rows:
         cells = [f"<td>{escape(r['prompt'])}</td>"]
         for o in objects:
-            cells.append(f"<td>{100 * r['before']['objects'][o]:.2f}% → {100 * r['after']['objects'][o]:.2f}%</td>")
+            cells.append(f"<td>{percent(r['before']['objects'][o])} → {percent(r['after']['objects'][o])}</td>")
         tb, ta = r["before"]["top"][0]["token"], r["after"]["top"][0]["token"]
         cells.append(f"<td><code>{escape(display_token(tb))}</code> → <code>{escape(display_token(ta))}</code></td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

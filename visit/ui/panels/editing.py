@@ -17,11 +17,12 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit.editing.before_after import before_after, make_request
 from visit.editing.edit import EDITORS, editor
-from visit.editing.report import compact_difference
+from visit.editing.report import compact_difference, percent
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
 from visit.tokens import display_token
 from visit.ui import ids
+from visit.ui.diff_view import diff_view
 from visit.ui.panels import causal_trace
 from visit.ui.panels.job_widget import JobIds, job_controls, register_job_callbacks
 from visit.ui.state import request_graph_update
@@ -49,13 +50,13 @@ def layout():
         dcc.Input(id=OLD, type="text", placeholder="old object (blank: the graph's target)", maxLength=200,
                   className="input-small"),
         dcc.Input(id=NEW, type="text", placeholder="new object, e.g. Rome", maxLength=200, className="input-small"),
-        dcc.Dropdown(id=METHOD, value="rome", clearable=False, className="input-small",
-                     options=[{"label": METHODS.get(m, m), "value": m} for m in sorted(EDITORS)]),
+        dcc.RadioItems(id=METHOD, value="rome", inline=True,
+                       options=[{"label": METHODS.get(m, m), "value": m} for m in sorted(EDITORS)]),
         dcc.Input(id=LAYER, type="number", min=0, step=1, placeholder="layer (blank: default)",
                   className="input-tiny"),
-        dcc.Dropdown(id=KEY, value="averaged", clearable=False, className="input-small",
-                     options=[{"label": "ROME key: prefix-averaged (r-ROME)", "value": "averaged"},
-                              {"label": "ROME key: original", "value": "original"}]),
+        dcc.RadioItems(id=KEY, value="averaged", inline=True,
+                       options=[{"label": "ROME key: prefix-averaged (r-ROME)", "value": "averaged"},
+                                {"label": "original", "value": "original"}]),
         dcc.Textarea(id=PROMPTS, placeholder="paraphrases and neighbours to compare, one per line", maxLength=4000,
                      className="input-wide", rows=3),
     ]
@@ -135,7 +136,7 @@ def _objects_table(rows: list[dict]) -> html.Table:
     for r in rows:
         cells = [html.Td(r["prompt"])]
         for o in objects:
-            cells.append(html.Td(f"{100 * r['before']['objects'][o]:.2f}% → {100 * r['after']['objects'][o]:.2f}%"))
+            cells.append(html.Td(f"{percent(r['before']['objects'][o])} → {percent(r['after']['objects'][o])}"))
         cells.append(html.Td(f"{display_token(r['before']['top'][0]['token'])} → "
                              f"{display_token(r['after']['top'][0]['token'])}"))
         body.append(html.Tr(cells))
@@ -143,8 +144,6 @@ def _objects_table(rows: list[dict]) -> html.Table:
 
 
 def render(result, finished: bool):
-    from visit.ui.diff_view import diff_view
-
     return html.Div([html.P(result["label"], className="hint"), _objects_table(result["rows"]),
                      diff_view(result["diff"], ("before the edit", "after the edit"))])
 
