@@ -112,3 +112,21 @@ def test_a_trace_keeps_its_weights_for_later_work(edited):
     assert scored and all(later[k] == pytest.approx(expected[k], abs=1e-6) for k in scored)
     clean = node_attribution(analyze(vm, PROMPT))
     assert any(abs(clean[k] - expected[k]) > 1e-4 for k in scored if clean.get(k) is not None)
+
+
+def test_an_offloaded_layer_cannot_be_edited(tiny_factory):
+    from visit.errors import VisitError
+    from visit.hooks import weights_changed
+
+    vm = tiny_factory("gpt2", seed=11)  # a private copy: one weight is moved to the meta device (offloaded)
+    name = mlp_out_param(vm, 0)
+    module_path, _, attr = name.rpartition(".")
+    module = vm.model.get_submodule(module_path)
+    original = getattr(module, attr)
+    setattr(module, attr, torch.nn.Parameter(torch.empty(original.shape, device="meta"), requires_grad=False))
+    try:
+        with pytest.raises(VisitError, match="offloaded"):
+            with weights_changed(vm, {name: torch.zeros(original.shape)}):
+                pass
+    finally:
+        setattr(module, attr, original)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from visit.models import moe
+from visit.errors import VisitError
 from visit.models.adapters import ArchAdapter
 from visit.models.dispatch import compute_device, is_offloaded, read_param
 
@@ -134,6 +135,10 @@ class ModelWeights:
         in between stay visible."""
         named = dict(self.model.named_parameters())
         params = {n: named[n] for n in dict.fromkeys(n for d in deltas for n in d)}
+        offloaded = [n for n, p in params.items() if p.device.type == "meta"]
+        if offloaded:
+            raise VisitError(f"cannot change '{offloaded[0]}': that layer is offloaded (--device-map); edits and "
+                             f"weight changes need the model in memory")
         saved = {n: p.detach().clone() for n, p in params.items()}
         state, offset, counters = self._state, self._offset, [p._version for p in params.values()]
         try:
