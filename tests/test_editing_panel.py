@@ -94,6 +94,7 @@ def test_an_edit_changes_only_its_session_also_while_both_trace(app_and_analysis
         after = ctx.analyze(vm, PROMPT)
     page = render_report(after)
     assert "Knowledge edits" in page and "&lt;b&gt;France&lt;/b&gt;" in page and "<b>France</b>" not in page
+    assert "Difference graph of edit" in page
     assert "Knowledge edits" not in render_report(analysis)
 
     ctx.state("a").show_unedited = True  # "show the graph before the edits"

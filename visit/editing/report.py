@@ -3,7 +3,8 @@
 A trace knows the edits it was computed with (``trace.overlay.edits``, :mod:`visit.models.overlay`); the editing
 panel stores on each edit what it measured (``edit.info["before_after"]``: the objects' probabilities on the
 prompts, before and after; ``edit.info["difference"]``: :func:`compact_difference` of the graphs before and
-after). The section lists the edits in order with those numbers and the most changed nodes.
+after; ``edit.info["difference_graph"]``: the whole difference, drawn as the difference graph). The section lists
+the edits in order with those numbers and the most changed nodes, then each edit's difference graph.
 """
 
 from __future__ import annotations
@@ -81,4 +82,11 @@ def report_sections(analysis) -> list:
         return []
     intro = (f"<p>This graph was computed on the model with {len(edits)} knowledge edit(s) applied, in this order "
              f"(the weights at rest are unchanged; other sessions never see these edits).</p>")
-    return [ReportSection("Knowledge edits", html=intro + "".join(edit_html(e) for e in edits))]
+    sections = [ReportSection("Knowledge edits", html=intro + "".join(edit_html(e) for e in edits))]
+    for e in edits:
+        if e.info.get("difference_graph"):
+            from visit.render.diff_figure import diff_figure
+
+            sections.append(ReportSection(f"Difference graph of edit #{e.id} (after − before)",
+                                          figure=diff_figure(e.info["difference_graph"], ("before", "after"))))
+    return sections

@@ -29,7 +29,8 @@ The returned dict is plain JSON-able data::
     {"before": {"prompt", "target", "target_id", "position", "model"},   # the same for "after"
      "same_target": bool,
      "final": {"before": {...}, "after": {...}, "delta": {...}},          # the last node shown in both
-     "nodes": {node_id: {"id", "kind", "layer", "location", "present": "both"|"before"|"after",
+     "nodes": {node_id: {"id", "kind", "layer", "location", "x", "y" (drawn position; the before graph's),
+                         "present": "both"|"before"|"after",
                          "before": {target_rank, target_prob, log_prob, attribution} | None,
                          "after":  {...} | None,
                          "delta":  {target_rank, target_prob, log_prob, attribution} (None parts where
@@ -38,6 +39,7 @@ The returned dict is plain JSON-able data::
                                    |delta log_prob|, else 0),
                          "top_changed": bool}},
      "top_changed": [node ids, most changed first],
+     "edges": [[u, v], ...] (both graphs' edges, for drawing the difference graph),
      "only_before": [...], "only_after": [...]}
 
 The editing engineer's caveat: attribution is memoised per trace and weights version, so compute the
@@ -99,6 +101,7 @@ def diff_graphs(before, after, top: int = TOP_CHANGED) -> dict:
         b, a = vb.get(n), va.get(n)
         delta = _delta(b, a)
         nodes[n] = {"id": n, "kind": attrs["kind"], "layer": attrs["layer"], "location": attrs.get("location"),
+                    "x": attrs.get("x"), "y": attrs.get("y"),
                     "present": "both" if (b is not None and a is not None) else ("before" if b is not None else "after"),
                     "before": b, "after": a, "delta": delta, "change": _change(delta), "top_changed": False}
     ranked = sorted((n for n, d in nodes.items() if d["present"] == "both" and d["change"] > 0),
@@ -114,5 +117,6 @@ def diff_graphs(before, after, top: int = TOP_CHANGED) -> dict:
     return {"before": _side(before), "after": _side(after),
             "same_target": before.target.id == after.target.id, "final": final, "nodes": nodes,
             "top_changed": ranked,
+            "edges": [[u, v] for g in (gb, ga) for u, v in g.edges if g is gb or not gb.has_edge(u, v)],
             "only_before": [n for n in order if nodes[n]["present"] == "before"],
             "only_after": [n for n in order if nodes[n]["present"] == "after"]}

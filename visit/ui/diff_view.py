@@ -8,10 +8,12 @@ Text goes into Dash children and grid cells (both render it as text).
 
 from __future__ import annotations
 
-from dash import html
+from dash import dcc, html
 
+from visit.render.diff_figure import diff_figure
 from visit.tokens import display_token
 from visit.ui.grid import column, data_grid
+from visit.ui.panels import PANEL_GRAPH_CONFIG
 
 
 def _num(value, fmt: str) -> str:
@@ -32,7 +34,7 @@ def side(title: str, info: dict, final: dict | None) -> html.Div:
 
 def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: int = 200,
               grid_id=None) -> html.Div:
-    """Side-by-side summary and a grid (sorting, filtering, paging) of the ``rows`` most changed nodes
+    """Side-by-side summary, the difference graph (:func:`visit.render.diff_figure.diff_figure`) and a grid (sorting, filtering, paging) of the ``rows`` most changed nodes
     present on both sides, most changed first (changes: after - before). ``grid_id`` defaults to a
     pattern-matching id named after ``labels``, so two difference views can share a page."""
     final = diff.get("final") or {}
@@ -53,4 +55,5 @@ def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: i
     note = (f"{len(diff['only_before'])} nodes only {labels[0]}, {len(diff['only_after'])} only {labels[1]} "
             f"(pruning kept different components); the {len(diff['top_changed'])} most changed are marked in the "
             f"graph; {len(changed)} changed in all.")
-    return html.Div([head, grid, html.P(note, className="hint")], className="diff-view")
+    graph = dcc.Graph(figure=diff_figure(diff, labels), config=PANEL_GRAPH_CONFIG, className="diff-graph")
+    return html.Div([head, graph, grid, html.P(note, className="hint")], className="diff-view")

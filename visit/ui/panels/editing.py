@@ -122,7 +122,7 @@ def start(ctx, session_id: str, values: tuple):
         from visit.graph.diff import diff_graphs
 
         diff = diff_graphs(*graphs)
-        edit.info.update(before_after=rows, difference=compact_difference(diff))
+        edit.info.update(before_after=rows, difference=compact_difference(diff), difference_graph=diff)
         jc.progress(3, 3, "done")
         return {"edit": edit.to_json(), "label": edit.label(), "rows": rows, "diff": diff}
 
