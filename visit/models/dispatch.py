@@ -85,9 +85,7 @@ def read_param(module: nn.Module, name: str = "weight") -> torch.Tensor | None:
         try:
             return weights[name]
         except KeyError:
-            tied = (getattr(hook, "tied_params_map", None) or {}).get(tensor.data_ptr())
-            if tied:
-                return next(iter(tied.values()))
+            continue
     raise VisitError(f"the {name} of {type(module).__name__} is offloaded and its accelerate hook does not say "
                      f"where it lives; load the model without --device-map")
 
