@@ -68,7 +68,8 @@ def node_traces(g: nx.DiGraph, positions: dict, target_token: str) -> list[go.Sc
     flagged: dict[str, list[str]] = {}
     for n, a in g.nodes(data=True):
         (flagged.setdefault(str(a["flag"]), []) if a.get("flag") else by_kind.setdefault(a["kind"], [])).append(n)
-    traces = [_node_trace(g, positions, by_kind[k], k, target_token, SYMBOLS[k], SIZES.get(k, 10))
+    traces = [(_group_trace if k == "group" else _node_trace)(g, positions, by_kind[k], k, target_token, SYMBOLS[k],
+                                                               SIZES.get(k, 10))
               for k in DRAWN_KINDS if k in by_kind]
     for i, (label, nodes) in enumerate(sorted(flagged.items())):
         traces.append(_node_trace(g, positions, nodes, f"flagged: {esc(label)}", target_token,
@@ -110,6 +111,16 @@ def _node_trace(g, positions, nodes, name, target_token, symbol, size) -> go.Sca
         hovertemplate="%{customdata[1]}<extra></extra>")
 
 
+def _group_trace(g, positions, nodes, name, target_token, symbol, size) -> go.Scatter:
+    """Groups (:mod:`visit.graph.groups`): few, big, each with its label drawn above it. In SVG with their labels
+    (the WebGL layer would cover a label drawn under a big marker); the page's label placement keeps them first."""
+    gl = _node_trace(g, positions, nodes, name, target_token, symbol, size)
+    return go.Scatter(x=gl.x, y=gl.y, mode="markers+text", name=name, marker=gl.marker.to_plotly_json(),
+                      customdata=gl.customdata,
+                      hovertemplate=gl.hovertemplate, text=[node_label(g.nodes[n], width=24) for n in nodes],
+                      textposition="top center", textfont=dict(size=11, color="#8a4b00"))
+
+
 def _array(values: list) -> np.ndarray:
     """numpy arrays pass plotly's validators without a per-element walk (thousands of points)."""
     return np.asarray(values, dtype=float)
@@ -130,7 +141,8 @@ LABEL_PRIORITY = {"resid_post": 0, "resid_mid": 1, "resid_pre": 2, "attn_out": 3
 def label_trace(g: nx.DiGraph, positions: dict) -> go.Scatter:
     """Top-token labels in SVG text (where plotly decodes the escaped entities back to literal text), in
     priority order: the page hides a label that would overlap one before it (assets/labels.js)."""
-    nodes = sorted((n for n, a in g.nodes(data=True) if a.get("label") is not None or a.get("user_label")),
+    nodes = sorted((n for n, a in g.nodes(data=True) if (a.get("label") is not None or a.get("user_label"))
+                    and a["kind"] != "group"),  # a group's label is drawn with its marker (_group_trace)
                    key=lambda n: (-1 if g.nodes[n].get("user_label") or g.nodes[n]["kind"] == "group"
                                   else LABEL_PRIORITY.get(g.nodes[n]["kind"], 10), -g.nodes[n]["layer"]))
     return go.Scatter(

@@ -124,7 +124,7 @@ def change(c: groups.Curation, trigger: str, *, node=None, selected=None, group_
 
 def register(app, sessions, details_node: str | None = None) -> None:
     """Wire the bar. ``details_node``: the Details panel's node picker id (when that panel is loaded): its
-    value is the selected node, and a link's selected node is put back into it."""
+    value is the selected node (the panel shows the session's selected node when a link opens)."""
     app.clientside_callback(PIN_CLICK_JS, Output(ids.PIN_CLICK, "data"), Input(ids.GRAPH, "clickData"),
                             prevent_initial_call=True)
 
@@ -190,13 +190,3 @@ def register(app, sessions, details_node: str | None = None) -> None:
         if not node:
             return no_update  # a new graph without the node clears the picker; the session keeps its selection
         return select(session_id, node)
-
-    @app.callback(Output(details_node, "value", allow_duplicate=True), Input(details_node, "options"),
-                  State(details_node, "value"), State(ids.SESSION, "data"), prevent_initial_call=True)
-    def restore_pick(_options, value, session_id):
-        """A link's selected node (or the one kept across a new trace) back into an empty picker."""
-        selected = sessions.get(session_id).curation.selected
-        analysis = sessions.analysis(session_id)
-        if value or not selected or analysis is None or selected not in analysis.graph:
-            return no_update
-        return selected

@@ -48,6 +48,7 @@ def register_callbacks(app, ctx):
             node = chosen
             if dash_ctx.triggered_id == ids.ANALYSIS_VERSION:
                 options = [{"label": n, "value": n} for n in analysis.graph.nodes]
+                node = node or ctx.state(session_id).curation.selected  # a link's selected node (visit.ui.pins)
         if not node or node not in analysis.graph:
             return html.P(HINT, className="hint"), options, None
         return render_node(analysis, node), options, node
