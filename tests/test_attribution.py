@@ -148,3 +148,32 @@ def test_cached_model_constants_follow_the_model(tiny_factory):
     second = tiny_factory("gpt2", seed=5)
     tr = trace(second, PROMPT)
     assert_same_top(ffn_neuron_scores(tr, TARGET, k=30).scores, ffn_neuron_logprob_increase_brute(tr, TARGET), 30)
+
+
+def test_soft_capped_logits_are_scored_exactly(tiny_factory):
+    """Gemma 2 soft-caps its logits (the tiny config's cap, 0.3, bends them hard): every score is a difference of
+    the capped model's log-probabilities, the layers still telescope to the model's own log p, and the fast
+    method (which then scores every neuron exactly) agrees with brute force."""
+    vm = tiny_factory("gemma2")
+    assert vm.weights.logit_softcap
+    tr = trace(vm, PROMPT, position=6)
+    emb, final = embedding_and_final_logprob(tr, TARGET)
+    assert final == pytest.approx(float(tr["logits"][tr.position].log_softmax(-1)[TARGET]), abs=1e-4)
+    layers = layer_logprob_increase(tr, TARGET)
+    assert float(layers["attn"].sum() + layers["ffn"].sum()) == pytest.approx(final - emb, abs=1e-4)
+    heads = head_logprob_increase(tr, TARGET)
+    layer = 1
+    pre = tr.resid(layer, "pre")
+    for h in range(vm.dims.n_heads):
+        head = tr[f"blocks.{layer}.attn.hook_result"][h]
+        assert heads[layer, h] == pytest.approx(direct_increase(tr, pre, head, TARGET), abs=2e-5)
+    brute = ffn_neuron_logprob_increase_brute(tr, TARGET)
+    for i in (0, 5, 31):
+        v = tr.neuron_contributions(layer, [i])[0]
+        assert brute[layer, i] == pytest.approx(direct_increase(tr, tr.resid(layer, "mid"), v, TARGET), abs=2e-5)
+    fast = ffn_neuron_scores(tr, TARGET, k=40, k_bottom=20)
+    assert_same_top(fast.scores, brute, 40)
+    assert_same_top(fast.scores, brute, 20, largest=False)
+    attn_brute = attn_neuron_logprob_increase_brute(tr, TARGET, per_source=False)
+    attn_fast = attn_neuron_scores(tr, TARGET, per_source=False, k=30)
+    assert_same_top(attn_fast.scores, attn_brute, 30)

@@ -58,7 +58,8 @@ def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int | None 
         raise ValueError(f"unknown method(s) {unknown}; choose from {METHODS}")
     lens = FrozenLens.for_trace(trace)
     weights, pos = trace.vm.weights, trace.position
-    zero_logp = lens.offset.log_softmax(-1)  # the lens at the zero vector
+    zero = lens.base(torch.zeros_like(lens.weight))  # the lens at the zero vector
+    zero_logp = zero.logp
     projected = any(m in PROJECTED for m in methods)
     chunk = chunk or projection_rows(lens.W_U.device)
     ranked = any(m in ("inv_rank", "coef_inv_rank") for m in methods)
@@ -69,14 +70,15 @@ def ffn_method_scores(trace, target_id: int, methods=METHODS, chunk: int | None 
         norm = W_out.norm(dim=-1)
         rows = {"logp_increase": [], "logp": [], "inv_rank": []}
         if projected:
-            base_logp = lens.logits(trace.resid(layer, "mid").unsqueeze(0))[0].log_softmax(-1)
+            base = lens.base(trace.resid(layer, "mid"))
+            base_logp = base.logp
             for start in range(0, W_out.shape[0], chunk):
                 u = lens.delta_logits(W_out[start:start + chunk])  # [k, V]
                 m = coeff[start:start + chunk]
                 if {"logp_increase", "prob_increase"} & set(methods):
-                    rows["logp_increase"].append(imp_of_scaled(base_logp, u, m, target_id))
+                    rows["logp_increase"].append(imp_of_scaled(base, u, m, target_id))
                 if "logp" in methods:
-                    rows["logp"].append(imp_of_scaled(zero_logp, u, m, target_id) + zero_logp[target_id])
+                    rows["logp"].append(imp_of_scaled(zero, u, m, target_id) + zero_logp[target_id])
                 if ranked:
                     rows["inv_rank"].append(1.0 / _target_rank(u, target_id).float())
             imp = torch.cat(rows["logp_increase"]) if rows["logp_increase"] else None

@@ -48,11 +48,13 @@ expensive (its selection is driven by the lower bound): ask for it only when nee
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
 
-from visit.attribution.logprob import FrozenLens, attn_neuron_coefficients, imp_of_scaled, projection_rows
+from visit.attribution.logprob import FrozenLens, LensBase, attn_neuron_coefficients, imp_of_scaled, projection_rows
 
 # float32 rounding of the bound terms (dot products of length d_model, then a few products):
 # comparisons are widened by this many units of the largest term's magnitude
@@ -111,7 +113,8 @@ def _bounds(lens: FrozenLens, groups: list[NeuronGroup], target_id: int):
     Per group one matrix-vector product over the raw directions: the frozen norm's linear part is
     folded into the vector it meets, and the norms it needs are model constants (cached).
     """
-    base_logp = lens.logits(torch.stack([grp.base for grp in groups])).log_softmax(-1)  # [G, V]
+    base = lens.base(torch.stack([grp.base for grp in groups]))  # [G, V]
+    base_logp = base.logp
     g_all = base_logp.exp() @ lens.W_U.T  # [G, d_model]: W_U p for each base
     t = lens.W_U[:, target_id]
     r_max = lens.model_constant(("max column norm",), lambda: lens.W_U.norm(dim=0).max())
@@ -134,11 +137,13 @@ def _bounds(lens: FrozenLens, groups: list[NeuronGroup], target_id: int):
         lower = upper - (m * spread).pow(2) / 8
         slack_upper = _ULPS * m.abs() * rounding
         slack_lower = slack_upper + _ULPS * (m * spread).pow(2)
+        if lens.softcap is not None:  # the bounds assume logits affine in the change: score everything exactly
+            upper, lower = torch.full_like(upper, math.inf), torch.full_like(upper, -math.inf)
         out.append((upper, lower, slack_upper, slack_lower))
-    return out, base_logp
+    return out, base
 
 
-def _rescore(lens: FrozenLens, groups: list[NeuronGroup], base_logp: torch.Tensor, target_id: int,
+def _rescore(lens: FrozenLens, groups: list[NeuronGroup], base_logp: "torch.Tensor | LensBase", target_id: int,
              g_idx: torch.Tensor, r_idx: torch.Tensor, c_idx: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
     """Exact scores of neurons ``(group, row, col)``: ``[k]``, the same arithmetic as brute force.
 

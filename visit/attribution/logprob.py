@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from visit.lens import LogitLens
+from visit.lens import LogitLens, soft_cap
 from visit.matmul import rows_times
 
 
@@ -49,6 +49,7 @@ class FrozenLens:
     centre: bool
     offset: torch.Tensor  # [d_vocab]
     weights: object = None  # the model's ModelWeights, for model-lifetime constants (optional)
+    softcap: float | None = None  # the model's final logit soft-cap (Gemma 2): logits = c tanh(z / c)
 
     @classmethod
     def for_trace(cls, trace) -> "FrozenLens":
@@ -60,7 +61,7 @@ class FrozenLens:
         if lens.b_U is not None:
             offset = offset + lens.b_U
         return cls(lens.W_U, norm.weight, lens.final_scale.reshape(()), norm.kind == "layernorm", offset,
-                   trace.vm.weights)
+                   trace.vm.weights, lens.softcap)
 
     def model_constant(self, key: tuple | None, build):
         """``build()`` once per model (it must not depend on the traced position's scale); every time
@@ -76,13 +77,37 @@ class FrozenLens:
             vectors = vectors - vectors.mean(-1, keepdim=True)
         return vectors / self.scale * self.weight
 
-    def logits(self, residuals: torch.Tensor) -> torch.Tensor:
-        """Frozen-lens logits of whole residuals: ``[n, d_model] -> [n, d_vocab]``."""
+    def raw_logits(self, residuals: torch.Tensor) -> torch.Tensor:
+        """Frozen-lens logits before any soft-cap (affine in the residual): ``[n, d_model] -> [n, d_vocab]``."""
         return rows_times(self.linear(residuals), self.W_U) + self.offset
+
+    def logits(self, residuals: torch.Tensor) -> torch.Tensor:
+        """Frozen-lens logits of whole residuals, soft-capped as the model does: ``[n, d_model] -> [n, d_vocab]``."""
+        raw = self.raw_logits(residuals)
+        return raw if self.softcap is None else soft_cap(raw, self.softcap)
+
+    def base(self, residuals: torch.Tensor) -> "LensBase":
+        """The lens's distribution at base residuals ``[d_model]`` or ``[G, d_model]``: what ``Imp`` starts from."""
+        raw = self.raw_logits(residuals.reshape(-1, residuals.shape[-1]))
+        if residuals.dim() == 1:
+            raw = raw[0]
+        if self.softcap is None:
+            return LensBase(raw.log_softmax(-1))
+        return LensBase(soft_cap(raw, self.softcap).log_softmax(-1), raw, self.softcap)
 
     def delta_logits(self, vectors: torch.Tensor) -> torch.Tensor:
         """What adding each vector changes in the logits: ``[n, d_model] -> [n, d_vocab]``."""
         return rows_times(self.linear(vectors), self.W_U)
+
+
+@dataclass
+class LensBase:
+    """A base distribution for :func:`imp_of_scaled`: its log-probabilities ``logp`` (``[V]`` or ``[G, V]``) and,
+    for a soft-capped model, the logits before the cap (``raw``) and the cap, which the change is added to."""
+
+    logp: torch.Tensor
+    raw: torch.Tensor | None = None
+    cap: float | None = None
 
 
 def log_probs_of(lens: FrozenLens, residuals: torch.Tensor, target_id: int) -> torch.Tensor:
@@ -99,8 +124,9 @@ def projection_rows(device) -> int:
 
 def shifted_logsumexp(base: torch.Tensor, u: torch.Tensor, m: torch.Tensor | None = None,
                       base_rows: torch.Tensor | None = None, u_rows: torch.Tensor | None = None,
-                      block: int | None = None) -> torch.Tensor:
-    """``log sum_j exp(base[b_i, j] + m_i * u[r_i, j])`` for each output row ``i`` -> ``[n]``.
+                      block: int | None = None, cap: float | None = None) -> torch.Tensor:
+    """``log sum_j exp(base[b_i, j] + m_i * u[r_i, j])`` for each output row ``i`` -> ``[n]``; with ``cap``,
+    ``log sum_j exp(cap tanh((base + m u) / cap))`` (a soft-capped model's logits).
 
     ``u [k, V]``; ``m [n]`` (1 when omitted); ``base [V]``, or ``[G, V]`` with ``base_rows [n]``;
     ``u_rows [n]`` picks the row of ``u`` for each output (default: row ``i``, ``n = k``).
@@ -124,6 +150,8 @@ def shifted_logsumexp(base: torch.Tensor, u: torch.Tensor, m: torch.Tensor | Non
             torch.add(b, rows, out=blk)
         else:
             torch.addcmul(b, m[start:stop].unsqueeze(-1), rows, out=blk)
+        if cap is not None:
+            blk.div_(cap).tanh_().mul_(cap)
         top = blk.amax(-1, keepdim=True)
         blk.sub_(top).exp_()
         out[start:stop] = blk.sum(-1).log_().add_(top.squeeze(-1))
@@ -141,7 +169,7 @@ def _rows(x: torch.Tensor, index: torch.Tensor, buffer: torch.Tensor) -> torch.T
     return torch.index_select(x, 0, index, out=buffer[:index.numel()])
 
 
-def imp_of_scaled(base_logp: torch.Tensor, u: torch.Tensor, m: torch.Tensor | None, target_id: int,
+def imp_of_scaled(base_logp: "torch.Tensor | LensBase", u: torch.Tensor, m: torch.Tensor | None, target_id: int,
                   **rows) -> torch.Tensor:
     """``Imp = m u[w] - log sum_j p_j exp(m u_j)`` from base log-probabilities and logit changes
     ``u`` scaled by ``m`` (arguments as :func:`shifted_logsumexp`) -> ``[n]``.
@@ -152,14 +180,28 @@ def imp_of_scaled(base_logp: torch.Tensor, u: torch.Tensor, m: torch.Tensor | No
     of a trained model) and to ~1e-6 when it is flat (early layers, random models: ``log p ~ -10.8``).
     A ``p``-weighted sum avoids that but costs ~20% more here; brute force and the fast method share
     this function, so their rankings agree either way.
+
+    ``base_logp`` may be a :class:`LensBase`; for a soft-capped model (``base.cap``) the change is added to the
+    logits before the cap and ``Imp = c tanh((z_w + m u_w) / c) - log sum_j exp(c tanh((z_j + m u_j) / c)) -
+    log p(w | h)``: exact, as a difference of two log-probabilities.
     """
     at_target = u[:, target_id] if rows.get("u_rows") is None else u[rows["u_rows"], target_id]
     if m is not None:
         at_target = m * at_target
+    if isinstance(base_logp, LensBase):
+        if base_logp.cap is None:
+            base_logp = base_logp.logp
+        else:
+            b = base_logp
+            picked = rows.get("base_rows")
+            raw_w = b.raw[..., target_id] if picked is None else b.raw[picked, target_id]
+            logp_w = b.logp[..., target_id] if picked is None else b.logp[picked, target_id]
+            capped = soft_cap(raw_w + at_target, b.cap)
+            return capped - shifted_logsumexp(b.raw, u, m, cap=b.cap, **rows) - logp_w
     return at_target - shifted_logsumexp(base_logp, u, m, **rows)
 
 
-def imp_from_logit_change(base_logp: torch.Tensor, delta: torch.Tensor, target_id: int) -> torch.Tensor:
+def imp_from_logit_change(base_logp: "torch.Tensor | LensBase", delta: torch.Tensor, target_id: int) -> torch.Tensor:
     """``Imp`` of logit changes ``delta [n, V]`` given base log-probabilities ``[V]`` -> ``[n]``."""
     return imp_of_scaled(base_logp, delta, None, target_id)
 
@@ -170,7 +212,7 @@ def increase_of_vectors(lens: FrozenLens, base: torch.Tensor, vectors: torch.Ten
 
     ``base [d_model]``, ``vectors [n, d_model]`` -> ``[n]``. Projects every vector (chunked).
     """
-    base_logp = lens.logits(base.unsqueeze(0))[0].log_softmax(-1)
+    base_logp = lens.base(base)
     out = []
     chunk = chunk or projection_rows(vectors.device)
     for part in vectors.reshape(-1, vectors.shape[-1]).split(chunk):
@@ -186,7 +228,7 @@ def increase_of_scaled(lens: FrozenLens, base: torch.Tensor, directions: torch.T
     per source position) -> ``[..., n]``. Each direction is projected once and reused for every
     coefficient.
     """
-    base_logp = lens.logits(base.unsqueeze(0))[0].log_softmax(-1)
+    base_logp = lens.base(base)
     coeff = coefficients.reshape(-1, coefficients.shape[-1])  # [c, n]
     out = torch.empty_like(coeff)
     chunk = chunk or projection_rows(directions.device)
