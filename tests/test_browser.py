@@ -101,7 +101,7 @@ def node_point(driver, node_id: str):
         const gd = document.querySelector('#%s .js-plotly-plot');
         const fl = gd._fullLayout, box = gd.getBoundingClientRect();
         for (const t of gd._fullData) {  // decoded: gd.data may hold base64 typed-array specs
-            if (!t.customdata || t.mode !== 'markers') continue;
+            if (!t.customdata || !String(t.mode).includes('markers')) continue;  // groups: markers+text
             const i = t.customdata.findIndex(c => c[0] === arguments[0]);
             if (i < 0) continue;
             return [box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),

@@ -18,7 +18,7 @@ from browser_support import Server, count_alerts, open_page, session_id, set_inp
 from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from test_browser import pointer_to, trace  # noqa: E402
+from test_browser import node_point, pointer_to, trace  # noqa: E402
 
 from visit.ui import create_app, ids, pins  # noqa: E402
 from visit.ui.panels import details  # noqa: E402
@@ -27,21 +27,6 @@ SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 HOSTILE_LABEL = "<img src=x onerror=alert(1)>"
 TEXTS_JS = ("return Array.from(document.querySelectorAll('#%s .scatterlayer .trace text'))"
             ".filter(t => t.style.display !== 'none').map(t => t.textContent);" % ids.GRAPH)  # the labels shown
-
-
-def node_point(driver, node_id: str):
-    """Viewport coordinates of a node's marker (groups are drawn with their label: markers+text)."""
-    return driver.execute_script("""
-        const gd = document.querySelector('#%s .js-plotly-plot');
-        const fl = gd._fullLayout, box = gd.getBoundingClientRect();
-        for (const t of gd._fullData) {
-            if (!t.customdata || !String(t.mode).includes('markers')) continue;
-            const i = t.customdata.findIndex(c => c[0] === arguments[0]);
-            if (i < 0) continue;
-            return [box.left + fl.xaxis._offset + fl.xaxis.l2p(t.x[i]),
-                    box.top + fl.yaxis._offset + fl.yaxis.l2p(t.y[i])];
-        }
-        return null;""" % ids.GRAPH, node_id)
 
 
 @pytest.fixture(scope="module")

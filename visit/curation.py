@@ -35,8 +35,14 @@ def curate(analysis, curation: Curation | None):
         figure = graph_figure(base, _positions(base), analysis.target.token, analysis.vm.dims.d_vocab, _title(analysis))
         return replace(built, figure=figure, curation=curation)
     members = [m for g in curation.groups for m in g.members if m in base]
-    attribution = node_attribution(built, members) if members else {}
-    view, sums = curate_graph(base, curation, base_vectors, attribution, _projector(analysis))
+    if members:  # attribution and the groups' lens read the weights: those the trace was computed on
+        from visit.models.overlay import weights_of
+
+        with weights_of(analysis.trace):
+            attribution = node_attribution(built, members)
+            view, sums = curate_graph(base, curation, base_vectors, attribution, _projector(analysis))
+    else:
+        view, sums = curate_graph(base, curation, base_vectors, {}, None)
     figure = graph_figure(view, _positions(view), analysis.target.token, analysis.vm.dims.d_vocab, _title(analysis))
     return replace(analysis, graph=view, figure=figure, vectors={**base_vectors, **sums}, uncurated=base,
                    curation=curation)

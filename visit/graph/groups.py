@@ -319,6 +319,17 @@ def apply_labels(g: nx.DiGraph, labels: dict[str, str]) -> nx.DiGraph:
     return out
 
 
+def drawn_pins(c: Curation) -> set[str]:
+    """The ids drawn as pinned: the pins, a pinned group member standing for its group."""
+    owner = {m: grp.id for grp in c.groups for m in grp.members}
+    return {owner.get(p, p) for p in c.pins}
+
+
+def same_but_pins(a: Curation, b: Curation) -> bool:
+    """True when ``a`` and ``b`` draw the same graph except for the pin marks (a pin toggled, nothing shown alone)."""
+    return (a.groups, a.labels) == (b.groups, b.labels) and not a.pinned_only and not b.pinned_only
+
+
 def mark_pins(g: nx.DiGraph, pins: Iterable[str]) -> None:
     """Set ``pinned`` on every node (in place: ``g`` is a graph :func:`curate` made)."""
     wanted = set(pins)
@@ -334,8 +345,7 @@ def curate(g: nx.DiGraph, c: Curation, vectors: dict | None = None, attribution:
     if c.pinned_only and c.pins:
         out = pinned_subgraph(out, c.pins, c.groups)
     out = apply_labels(out, c.label_map)
-    owner = {m: grp.id for grp in c.groups for m in grp.members}
-    mark_pins(out, {owner.get(p, p) for p in c.pins})
+    mark_pins(out, drawn_pins(c))
     out.graph["curation"] = c.as_dict()
     return out, {k: v for k, v in sums.items() if k in out}
 

@@ -69,6 +69,30 @@ def curated(analysis, curation):
     return curate(analysis, curation)
 
 
+def patch_pins(analysis, curation) -> Patch | None:
+    """A pin toggled (nothing else of the curation changed): mark the pins on the drawn graph and return the
+    one-trace patch of the pin rings (the figure's last but one trace), like a highlight; None when the change
+    needs the whole figure (:func:`curated`)."""
+    from visit.graph.groups import drawn_pins, mark_pins, same_but_pins
+    from visit.render.figure import pinned_trace
+
+    current = getattr(analysis, "curation", None)
+    if current is None or not same_but_pins(current, curation) or len(analysis.figure.data) < 2:
+        return None
+    if analysis.figure.data[-2].name != "pinned":
+        return None
+    mark_pins(analysis.graph, drawn_pins(curation))
+    analysis.curation = curation
+    analysis.graph.graph["curation"] = curation.as_dict()
+    positions = {n: (a.get("x", 0.0), a.get("y", 0.0)) for n, a in analysis.graph.nodes(data=True)}
+    trace = pinned_trace(analysis.graph, positions)
+    index = len(analysis.figure.data) - 2
+    analysis.figure.data[index].update(x=trace.x, y=trace.y, showlegend=trace.showlegend)
+    patched = Patch()
+    patched["data"][index] = trace.to_plotly_json()
+    return patched
+
+
 def patch_data(figure: dict) -> Patch:
     """Send only a figure's traces: the layout (zoom, ranges, legend state) stays as the browser has it."""
     patched = Patch()

@@ -150,11 +150,13 @@ def register(app, sessions, details_node: str | None = None) -> None:
             state.curation = new
             figure = no_update
             if state.analysis is not None:
-                try:
-                    state.analysis = fast.curated(state.analysis, new)
-                except VisitError as exc:
-                    return no_update, str(exc), no_update
-                figure = fast.patch_data(state.analysis.figure.to_dict())
+                figure = fast.patch_pins(state.analysis, new)  # a pin alone: one trace (the rings)
+                if figure is None:
+                    try:
+                        state.analysis = fast.curated(state.analysis, new)
+                    except VisitError as exc:
+                        return no_update, str(exc), no_update
+                    figure = fast.patch_data(state.analysis.figure.to_dict())
         return figure, "", time.time_ns()
 
     @app.callback(Output(LIST, "children"), Output(ONLY, "value"), Input(ids.VIEW_VERSION, "data"),
