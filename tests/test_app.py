@@ -16,7 +16,7 @@ from visit.ui.model_registry import ModelRegistry
 from visit.ui.panels import PANELS, load_panels
 from visit.ui.state import SessionStore, decode_graph_request, request_graph_update
 from visit.ui.views import layer_strip, prediction_chips, prompt_tokens
-from dash_helpers import texts
+from dash_helpers import grids, texts
 
 
 # ---- controls -------------------------------------------------------------------------------------------
@@ -188,7 +188,9 @@ def test_views_keep_hostile_tokens_as_text():
                                     "top": [{"token": HOSTILE, "prob": 0.25}],
                                     "attention": [{"source_token": "<b>", "position": 0, "weight": 0.7}]})
     shown = texts(panel)
-    assert SHOWN in shown and "<b>" in shown and "1.25" in shown and "50.00%" in shown
+    assert "1.25" in shown and "50.00%" in shown
+    top, attention = (g.rowData for g in grids(panel))  # lists of rows: grids, cells as text
+    assert top[0]["token"] == SHOWN and top[0]["prob"] == 0.25 and attention[0]["source_token"] == "<b>"
 
 
 # ---- the app and its panels -----------------------------------------------------------------------------

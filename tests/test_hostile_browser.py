@@ -25,7 +25,8 @@ from visit.ui.policy import ModelPolicy  # noqa: E402
 HOSTILE = hostile_strings()
 HANDLERS = "[onerror], [onload], [ontoggle], [onclick], [onmouseover], a[href^='javascript'], iframe, img, math"
 INJECTABLE = "img, iframe, details, math, circle, a[href^='javascript'], span[style*='99px'], textarea, b, i, em, sup, sub"
-COUNT_JS = ("const out = {}; for (const el of document.querySelectorAll(\"%s, script, style\")) "
+# AG Grid (the app's tables, visit/ui/grid.py) injects its theme as <style data-ag-css> elements: not counted
+COUNT_JS = ("const out = {}; for (const el of document.querySelectorAll(\"%s, script, style:not([data-ag-css])\")) "
             "{ const k = el.tagName.toLowerCase(); out[k] = (out[k] || 0) + 1; } return out;" % INJECTABLE)
 GRAPH_JS = "const g = document.querySelector('#%s .js-plotly-plot'); return g && g.data ? g.data.length : 0;" % ids.GRAPH
 

@@ -15,6 +15,8 @@ def test_columns_and_grid_options():
     assert text["filter"] == "agTextColumnFilter" and "valueFormatter" not in text
     assert number["filter"] == "agNumberColumnFilter" and number["minWidth"] == 90
     assert "d3.format('+.4f')" in number["valueFormatter"]["function"]
+    prob = column("prob", fmt="prob", bar=True)
+    assert "d3.format('.2%')" in prob["valueFormatter"]["function"] and "linear-gradient" in prob["cellStyle"]["function"]
     for bad in ("');alert(1);('", ".4f)", "x"):
         with pytest.raises(ValueError):
             column("score", fmt=bad)

@@ -2,8 +2,8 @@
 
 The dict's shape belongs to the pipeline, so this renders it generically: scalars as a key/value
 table (the headline ones first), lists of token rows (``{"token", "prob", ...}``) as token tables,
-other lists of dicts as tables, nested dicts as sub-sections. Strings are Dash text children
-(escaped by React); tokens get their whitespace made visible.
+other lists of dicts as tables (grids: :mod:`visit.ui.grid`), nested dicts as sub-sections. Strings are Dash
+text children or grid cells (both shown as text, never markup); tokens get their whitespace made visible.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dash import html
 
 from visit.tokens import display_token
+from visit.ui import grid
 
 HEADLINE = ("id", "label", "kind", "location", "layer", "head", "neuron", "source_token", "source_position",
             "attention", "coefficient", "activation", "target_token", "target_prob", "target_rank", "norm",
@@ -41,23 +42,31 @@ def _is_scalar(value) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 
 
-def _table(rows: list[dict]) -> html.Table:
+def _table(rows: list[dict]):
+    """A list of row dicts as a grid (:mod:`visit.ui.grid`): numbers sort as numbers, probabilities and
+    weights get a bar behind the number, tokens show their whitespace."""
     columns: list[str] = []
     for row in rows:
         for key, value in row.items():
             if key not in columns and _is_scalar(value):
                 columns.append(key)
-    head = html.Thead(html.Tr([html.Th(title_of(c)) for c in columns]))
-    body = html.Tbody([html.Tr([_cell(c, row.get(c, "")) for c in columns]) for row in rows[:MAX_ROWS]])
-    return html.Table([head, body], className="details-table")
+    rows = rows[:MAX_ROWS]
+    defs = []
+    for c in columns:
+        values = [row.get(c) for row in rows if row.get(c) is not None]
+        if not values or not all(_is_number(v) for v in values):
+            defs.append(grid.column(c, title_of(c)))
+        elif all(isinstance(v, int) for v in values):
+            defs.append(grid.column(c, title_of(c), "d"))
+        else:
+            defs.append(grid.column(c, title_of(c), "prob" if "prob" in c else ".4~g", bar=c in BAR_KEYS))
+    cells = [{c: (v if v is None or _is_number(v) else fmt(c, v)) for c, v in ((c, row.get(c)) for c in columns)}
+             for row in rows]
+    return grid.data_grid(None, cells, defs, class_name="details-table")
 
 
-def _cell(key: str, value) -> html.Td:
-    if key in BAR_KEYS and isinstance(value, float) and 0.0 <= value <= 1.0:
-        pct = f"{100 * value:.1f}%"  # a bar behind the number: probabilities and weights at a glance
-        return html.Td(fmt(key, value), className="bar-cell",
-                       style={"background": f"linear-gradient(90deg, #d6e4fb {pct}, transparent {pct})"})
-    return html.Td(fmt(key, value), className="tok-cell" if key in TOKEN_KEYS else None)
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _scalars(items: list[tuple[str, object]]) -> html.Table:

@@ -14,7 +14,7 @@ table here, so they look and behave alike::
 Safety: AG Grid's default cell renderer writes a value as text (``textContent``), so tokens and prompts show
 literally; this module never sets a cell renderer, HTML templates or ``dangerously_allow_code``. Numbers
 stay numbers in ``rowData`` (they sort and filter as numbers) and are formatted in the browser by a d3
-format (the same mini-language as Python's ``format``: ``".4f"``, ``"+.3f"``, ``".1%"``, ``"d"``), checked here.
+format (Python's ``format`` mini-language: ``".4f"``, ``"+.3f"``, ``".1%"``, ``"d"``), checked here.
 
 Offline: the grid's JavaScript ships inside the ``dash_ag_grid`` Python package and the app serves it
 (``serve_locally=True``); the theme is AG Grid's Theming API (CSS injected by that JavaScript), so no
@@ -31,22 +31,33 @@ import uuid
 import dash_ag_grid as dag
 
 PAGE_SIZE = 20  # rows per page; shorter tables show no pager
+FILTER_ROW = 10  # tables longer than this show a row of filter boxes
 ROW_KEY = "_row"  # each row's own id (its index in the rows given), so a click finds its row after sorting
-_FORMAT = re.compile(r"^[+\- ]?,?(\.\d{1,2})?[dfegprs%]$")
+_FORMAT = re.compile(r"^[+\- ]?,?(\.\d{1,2})?~?[dfegprs%]$")
+_BAR = ("params.value >= 0 && params.value <= 1 ? {background: 'linear-gradient(90deg, #d6e4fb ' + "
+        "100 * params.value + '%, transparent ' + 100 * params.value + '%)'} : null")
 
 
-def column(field: str, header: str | None = None, fmt: str | None = None, **options) -> dict:
-    """One column definition: ``fmt`` (a d3/Python format such as ``".4f"``) makes it a number column
-    (number filter, right-aligned, formatted); without it the column is text (text filter).
-    ``options`` are further AG Grid column options (``minWidth``, ``flex``, ``hide`` ...)."""
+def column(field: str, header: str | None = None, fmt: str | None = None, bar: bool = False, **options) -> dict:
+    """One column definition: ``fmt`` makes it a number column (number filter, right-aligned, formatted by
+    d3: ``".4f"``, ``"+.3f"``, ``".1%"``, ``"d"``, ``".4~g"`` (``~`` trims zeros), or ``"prob"``: a percentage
+    with 2 decimals, tiny values as ``2.50e-5``); without it the column is text (text filter). ``bar`` draws
+    a bar behind values in [0, 1] (probabilities, weights). ``options`` are further AG Grid column options
+    (``minWidth``, ``flex``, ``hide`` ...)."""
     col = {"field": field, "headerName": field if header is None else header}
     if fmt is None:
         col.update(filter="agTextColumnFilter", cellClass="grid-text")
     else:
-        if not _FORMAT.match(fmt):
+        if fmt == "prob":
+            shown = "params.value >= 1e-4 ? d3.format('.2%')(params.value) : d3.format('.2e')(params.value)"
+        elif _FORMAT.match(fmt):
+            shown = f"d3.format('{fmt}')(params.value)"
+        else:
             raise ValueError(f"not a number format: {fmt!r}")
         col.update(filter="agNumberColumnFilter", type="rightAligned",
-                   valueFormatter={"function": f"params.value == null ? '' : d3.format('{fmt}')(params.value)"})
+                   valueFormatter={"function": f"params.value == null ? '' : {shown}"})
+    if bar:
+        col["cellStyle"] = {"function": _BAR}
     col.update(options)
     return col
 
@@ -72,21 +83,23 @@ def grid_rows(rows: list[dict]) -> list[dict]:
 def data_grid(grid_id, rows: list[dict], columns: list[dict], page_size: int = PAGE_SIZE,
               clickable: bool = False, class_name: str = "") -> dag.AgGrid:
     """An AG Grid of ``rows`` (dicts; keys not in ``columns`` ride along unseen, e.g. a node id to act on)
-    with sorting, a filter under every header and paging beyond ``page_size`` rows; it grows to its rows'
-    height. ``grid_id`` may be a string or a pattern-matching dict (grids drawn by callbacks); ``None``
-    gives a grid no callback reads. ``clickable`` shows a pointer over rows (the panel reads ``cellClicked``)."""
+    with sorting, filters (header menus; boxes under the headers beyond :data:`FILTER_ROW` rows) and paging
+    beyond ``page_size`` rows; it grows to its rows' height. ``grid_id`` may be a string or a pattern-matching
+    dict (grids drawn by callbacks); ``None`` gives a grid no callback reads. ``clickable`` shows a pointer
+    over rows (the panel reads ``cellClicked``)."""
     paged = len(rows) > page_size
+    floating = len(rows) > FILTER_ROW  # a filter box under each header; short tables filter from the header menu
     classes = " ".join(c for c in ("visit-grid", "visit-grid-clickable" if clickable else "", class_name) if c)
     kwargs = {} if grid_id is None else {"id": grid_id}
     return dag.AgGrid(
         rowData=grid_rows(rows),
         columnDefs=columns,
-        defaultColDef={"sortable": True, "filter": True, "floatingFilter": True, "resizable": True,
+        defaultColDef={"sortable": True, "filter": True, "floatingFilter": floating, "resizable": True,
                        "flex": 1, "minWidth": 64, "wrapHeaderText": True, "autoHeaderHeight": True},
         getRowId=f"params.data.{ROW_KEY}",
-        dashGridOptions={"domLayout": "autoHeight", "pagination": paged, "paginationPageSize": page_size,
-                         "paginationPageSizeSelector": False, "enableCellTextSelection": True,
-                         "animateRows": False, "suppressFieldDotNotation": True},
+        dashGridOptions={"domLayout": "autoHeight", "rowHeight": 26, "pagination": paged,
+                         "paginationPageSize": page_size, "paginationPageSizeSelector": False,
+                         "enableCellTextSelection": True, "animateRows": False, "suppressFieldDotNotation": True},
         className=classes,
         style={"height": None, "width": "100%"},
         **kwargs,
