@@ -83,7 +83,7 @@ def _table(entries: list[dict], tokens: list[str]):
         rows.append({"rank": n, "component": figures.component_name(e), "score": e["score"], "source": source,
                      "top": top, "node": e["node"]})
     columns = [column("rank", "#", "d", maxWidth=60), column("component", minWidth=100), column("score", "Δ log p", ".4f"),
-               column("source", hide=not any(r["source"] for r in rows)), column("top", "top tokens", minWidth=140)]
+               column("source", hide=not any(r["source"] for r in rows)), column("top", "top tokens", minWidth=120)]
     return html.Div([html.P("Click a row to show the component in the graph.", className="hint"),
                      data_grid(GRID, rows, columns, clickable=True)])
 
