@@ -104,3 +104,22 @@ def test_an_edit_changes_only_its_session_also_while_both_trace(app_and_analysis
     ctx.state("a").edits.revert(edit.id)
     with ctx.using("a"):
         assert torch.equal(logits(vm), at_rest)
+
+
+def test_counterfact_evaluation_from_the_panel(app_and_analysis):
+    from visit.ui.panels.editing import EVAL_KIND, render_eval, start_eval
+
+    app, analysis = app_and_analysis
+    ctx, vm = app.visit_context, analysis.vm
+    for values, message in [(("kn", "", "averaged", 0), "between 1 and"), (("kn", "", "averaged", "x"), "whole"),
+                            (("nope", "", "averaged", 1), "unknown editing method")]:
+        with pytest.raises(VisitError, match=message):
+            start_eval(ctx, "e", values)
+    at_rest = logits(vm)
+    job = ctx.jobs.wait(ctx.jobs.submit("e", EVAL_KIND, start_eval(ctx, "e", ("kn", "1", "averaged", 1))), 300)
+    assert job.status == "done", job.error
+    result = ctx.jobs.result("e", EVAL_KIND)
+    assert result["n"] == 1 and result["method"] == "kn" and set(result["metrics"]) >= {"S", "ES", "PS", "NS"}
+    assert result["records"][0]["layer"] == 1 and job.done == job.total == 1
+    assert "unedited" in str(render_eval(result, True))
+    assert torch.equal(logits(vm), at_rest)  # every record restored

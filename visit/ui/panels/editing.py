@@ -23,6 +23,7 @@ from visit.models.overlay import session_weights
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.diff_view import diff_view
+from visit.ui.grid import column, data_grid
 from visit.ui.panels import causal_trace
 from visit.ui.panels.job_widget import JobIds, job_controls, register_job_callbacks
 from visit.ui.state import request_graph_update
@@ -34,7 +35,13 @@ TEMPLATE, SUBJECT, NEW, OLD = (f"{PREFIX}-{n}" for n in ("template", "subject", 
 METHOD, LAYER, KEY, PROMPTS = (f"{PREFIX}-{n}" for n in ("method", "layer", "key", "prompts"))
 LIST, REVERT, REVERT_ALL, SHOW_BEFORE, NOTE = (f"{PREFIX}-{n}" for n in ("list", "revert", "revert-all",
                                                                            "show-before", "note"))
+EVAL_PREFIX, EVAL_KIND = f"{PREFIX}-eval", "edit-eval"
+EVAL_LIMIT = f"{EVAL_PREFIX}-limit"
+EVAL_HINT = ("CounterFact evaluation (seed 001 Table 3) of the method, layer and key chosen above on the shipped "
+             "records: each record is edited, scored (efficacy, paraphrase, neighbourhood) and restored, on the "
+             "model as loaded (this session's edits are not applied).")
 MAX_PROMPT_CHARS = 4000
+MAX_EVAL_RECORDS = 50
 HINT = ("Rewrite one fact in this session's copy of the weights (nobody else sees it) and see what changed: the "
         "objects' probabilities before and after, and the nodes of the flow graph that changed most. Template: "
         "the prompt with {} for the subject (or the prompt itself, when it contains the subject).")
@@ -69,6 +76,11 @@ def layout():
         html.Button("Revert all", id=REVERT_ALL, n_clicks=0),
         dcc.Checklist(id=SHOW_BEFORE, value=[], options=[{"label": "show the graph before the edits",
                                                           "value": "before"}]),
+        html.H4("CounterFact evaluation"),
+        html.P(EVAL_HINT, className="hint"),
+        job_controls(EVAL_PREFIX, "Evaluate", controls=[
+            dcc.Input(id=EVAL_LIMIT, type="number", value=3, min=1, max=MAX_EVAL_RECORDS, step=1,
+                      className="input-tiny", placeholder="records")]),
     ], className="panel")
 
 
@@ -129,6 +141,50 @@ def start(ctx, session_id: str, values: tuple):
     return job
 
 
+def start_eval(ctx, session_id: str, values: tuple):
+    """The CounterFact evaluation job on the shipped records (VisitError: the message)."""
+    from visit.editing.counterfact import evaluate, load_records
+
+    method, layer, key, limit = values
+    editor(method)
+    layer = _layer(layer)
+    try:
+        limit = int(limit if limit not in (None, "") else 3)
+    except (TypeError, ValueError):
+        raise VisitError(f"the number of records must be a whole number, not {limit!r}") from None
+    if not 1 <= limit <= MAX_EVAL_RECORDS:
+        raise VisitError(f"evaluate between 1 and {MAX_EVAL_RECORDS} records")
+    vm = ctx.model(session_id)
+    records = load_records(None, limit)
+    options = {"key": key or "averaged"} if method == "rome" else {}
+
+    def job(jc):
+        jc.progress(0, len(records), "preparing the editor")
+        with session_weights(None):  # the model as loaded, as in seed 001's Table 3
+            return evaluate(vm, records, method, layer, progress=jc.progress, **options).to_json()
+
+    return job
+
+
+def render_eval(result, finished: bool):
+    from visit.editing.counterfact import METRICS
+
+    rows = []
+    for name, metrics, intervals in (("unedited", result["unedited"], result["unedited_intervals"]),
+                                     (f"{result['method']} (layer {result['layer']})", result["metrics"],
+                                      result["intervals"])):
+        row = {"editor": name}
+        for m in METRICS:
+            row[m] = metrics.get(m)
+            row[f"{m}_ci"] = intervals.get(m)
+        rows.append(row)
+    columns = [column("editor")] + [column(m, m, ".1f") for m in METRICS]
+    return html.Div([
+        html.P(f"{result['n']} records; metrics in percent (95% intervals in the JSON of `visit edit-eval`); "
+               f"{result['seconds'].get('edit_per_record', 0):.1f} s per edit", className="hint"),
+        data_grid(f"{EVAL_PREFIX}-table", rows, columns, page_size=5)])
+
+
 def _objects_table(rows: list[dict]) -> html.Table:
     objects = list(rows[0]["before"]["objects"]) if rows else []
     head = html.Tr([html.Th("prompt")] + [html.Th(f"P({o})") for o in objects] + [html.Th("top token")])
@@ -162,6 +218,9 @@ def edit_list(state) -> html.Div:
 
 def register_callbacks(app, ctx):
     widget_ids = JobIds(PREFIX)
+    register_job_callbacks(app, ctx, EVAL_PREFIX, EVAL_KIND, start_eval, render_eval,
+                           inputs=[State(METHOD, "value"), State(LAYER, "value"), State(KEY, "value"),
+                                   State(EVAL_LIMIT, "value")])
     register_job_callbacks(app, ctx, PREFIX, KIND, start, render, summary=summary,
                            inputs=[State(TEMPLATE, "value"), State(SUBJECT, "value"), State(OLD, "value"),
                                    State(NEW, "value"), State(METHOD, "value"), State(LAYER, "value"),
