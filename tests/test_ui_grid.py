@@ -48,3 +48,17 @@ def test_hostile_cells_stay_text():
     grid = data_grid("g", [{"token": s} for s in strings], [column("token", strings[0])])
     assert [r["token"] for r in grid.rowData] == strings  # raw strings: AG Grid writes them as textContent
     assert grid.columnDefs[0]["headerName"] == strings[0]
+
+
+def test_the_app_serves_the_grid_itself(tiny_factory):
+    """Offline: every script and stylesheet of the page comes from the app (no CDN), the grid's included."""
+    import re
+
+    from visit.ui import create_app
+
+    client = create_app(model=tiny_factory("gpt2"), panels=["visit.ui.panels.attribution"]).server.test_client()
+    links = re.findall(r'(?:src|href)="([^"]+)"', client.get("/").get_data(as_text=True))
+    assert links and all(link.startswith("/") for link in links)
+    grid_js = [link for link in links if "dash_ag_grid" in link]
+    assert grid_js and client.get(grid_js[0]).status_code == 200
+    assert client.get("/_dash-component-suites/dash_ag_grid/async-community.js").status_code == 200
