@@ -161,7 +161,7 @@ def test_attn_query_rejects_bad_input(tiny_factory):
 
 
 def test_attention_query_in_the_cli_and_the_panel(tiny_factory, monkeypatch, capsys):
-    from dash_helpers import texts
+    from dash_helpers import grids, texts
 
     from visit.cli import main
     from visit.pipeline import analyze
@@ -182,9 +182,11 @@ def test_attention_query_in_the_cli_and_the_panel(tiny_factory, monkeypatch, cap
         else:
             assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
     analysis = analyze(vm, "The <b>capital</b> of France is", " Paris")
-    shown = texts(panel.query_view(analysis, "L2.H1.d5", "gate"))
+    view = panel.query_view(analysis, "L2.H1.d5", "gate")
+    shown = texts(view)
     assert "query FFN neurons (summed over sources)" in shown and "sources" in shown
-    assert any("</" in t for t in shown)  # raw token text ("</"), which Dash renders as text, never as HTML
+    cells = [str(v) for grid in grids(view) for row in grid.rowData for v in row.values()]
+    assert any("</" in c for c in cells)  # raw token text ("</") in grid cells, which AG Grid renders as text
     with pytest.raises(VisitError):
         panel.query_view(analysis, "L2.H9.d5", "gate")
 
