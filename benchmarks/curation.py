@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/curation.py [--repeats 3] [--threads 1] [--prompt "..."]
 
 Times what the app does for each change (:mod:`visit.ui.pins`): a pin toggled patches one trace
-(:func:`visit.ui.fast.patch_pins`); a group or a label re-draws the figure from the kept graph
+(:func:`visit.ui.fast.patch_pins`); a node's label patches the node traces and the labels
+(:func:`visit.ui.fast.patch_labels`); a group or a group's label re-draws the figure from the kept graph
 (:func:`visit.ui.fast.curated`) and sends its traces (``dash.Patch``). Each is measured on the first view
 (the last 4 layers) and on the whole graph, next to one traced forward pass of the same run (target: a change
 <= 0.3 s on CPU). Medians of ``--repeats``.
@@ -22,12 +23,12 @@ from visit.graph.groups import EMPTY, group_pins, set_label, toggle_pin
 from visit.models import load_model
 from visit.pipeline import analyze, complete
 from visit.tracer import trace
-from visit.ui.fast import curated, patch_data, patch_pins
+from visit.ui.fast import curated, patch_data, patch_labels, patch_pins
 
 
 def change(analysis, curation):
     """As the pin bar's callback: a one-trace patch when it can, else the re-drawn figure's traces."""
-    if patch_pins(analysis, curation) is not None:
+    if patch_pins(analysis, curation) is not None or patch_labels(analysis, curation) is not None:
         return analysis
     out = curated(analysis, curation)
     patch_data(out.figure.to_dict())
@@ -59,8 +60,12 @@ def main() -> None:
             t_pin, a1 = timed(lambda: change(base, pinned))
             grouped = group_pins(toggle_pin(toggle_pin(pinned, heads[1]), heads[2]), "g")
             t_group, a2 = timed(lambda: change(a1, grouped))
-            t_label, _ = timed(lambda: change(a2, set_label(grouped, "G1", "label")))
-            for key, value in (("pin", t_pin), ("group", t_group), ("label", t_label)):
+            named = set_label(grouped, "G1", "label")
+            t_label, a3 = timed(lambda: change(a2, named))
+            other = next(n for n, a in a3.graph.nodes(data=True) if a["kind"] == "resid_post")
+            t_node_label, _ = timed(lambda: change(a3, set_label(named, other, "mine")))
+            for key, value in (("pin", t_pin), ("group", t_group), ("label the group", t_label),
+                               ("label a node", t_node_label)):
                 rows.setdefault((name, len(base.graph), key), []).append(value)
     p = statistics.median(passes)
     print(f"one traced forward pass: {p:.3f} s (median of {args.repeats})")

@@ -100,3 +100,27 @@ def test_pruning_mode_is_a_click_apart(served, monkeypatch):
     assert all(a["role"] == "circuit" for _, a in analysis.graph.nodes(data=True) if a["kind"] == "neuron")
     fresh = DashClient.new_session()  # nothing traced yet: the radio alone does nothing
     assert client.call(f"{ids.GRAPH}.figure", f"{ids.PRUNE_BY}.value", {**values, f"{ids.SESSION}.data": fresh}) == {}
+
+
+def test_a_label_alone_patches_the_node_traces_and_the_labels(tiny_factory):
+    from visit.curation import curate
+    from visit.graph import groups
+    from visit.pipeline import analyze
+
+    analysis = analyze(tiny_factory("gpt2"), PROMPT)
+    heads = [n for n, a in analysis.graph.nodes(data=True) if a["kind"] == "head"][:3]
+    c = groups.group_pins(groups.Curation(pins=tuple(heads[:2])), "pair")
+    shown = curate(analysis, c)
+    labelled = groups.set_label(c, heads[2], "<b>mine</b>")
+    patch = fast.patch_labels(shown, labelled)
+    assert patch is not None
+    whole = curate(analysis, labelled)  # what re-drawing everything gives
+    n = len(whole.figure.data)
+    patched = {op["location"][1] for op in patch.to_plotly_json()["operations"]}
+    assert n - 3 in patched and all(i >= n - 3 - 20 for i in patched) and len(patched) < n - 3
+    assert list(shown.figure.data[n - 3].text) == list(whole.figure.data[n - 3].text)
+    assert "&lt;b&gt;mine&lt;/b&gt;" in list(shown.figure.data[n - 3].text)  # escaped: SVG text
+    assert shown.curation == labelled and shown.graph.nodes[heads[2]]["user_label"] == "<b>mine</b>"
+    assert fast.patch_labels(shown, groups.set_label(labelled, "G1", "g")) is None  # a group's label: re-draw
+    unlabelled = groups.set_label(labelled, heads[2], "")
+    assert fast.patch_labels(shown, unlabelled) is not None and "user_label" not in shown.graph.nodes[heads[2]]

@@ -93,6 +93,52 @@ def patch_pins(analysis, curation) -> Patch | None:
     return patched
 
 
+def patch_labels(analysis, curation) -> Patch | None:
+    """Only labels changed (of nodes already drawn, not groups): set them on the drawn graph and return the patch of
+    the node traces (their hovers show the label) and the label trace; the edges, the most of the figure, are not
+    re-drawn. None when the change needs :func:`curated`."""
+    from visit.render.figure import label_trace, node_traces
+
+    current = getattr(analysis, "curation", None)
+    if current is None or analysis.uncurated is None:  # labels go on a curated copy, never on the built graph
+        return None
+    if (current.pins, current.groups, current.pinned_only) != (curation.pins, curation.groups, curation.pinned_only):
+        return None
+    old, new = current.label_map, curation.label_map
+    changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+    g = analysis.graph
+    if not changed or any(n not in g or g.nodes[n]["kind"] == "group" for n in changed):
+        return None
+    data = analysis.figure.data
+    positions = {n: (a.get("x", 0.0), a.get("y", 0.0)) for n, a in g.nodes(data=True)}
+    before = {n: g.nodes[n].get("user_label") for n in changed}
+    for n in changed:
+        if new.get(n):
+            g.nodes[n]["user_label"] = new[n]
+        else:
+            g.nodes[n].pop("user_label", None)
+    nodes = node_traces(g, positions, analysis.target.token)
+    first = len(data) - 3 - len(nodes)  # edges, node traces, labels, pins, highlight (visit.render.figure)
+    if first < 0 or [t.name for t in data[first:first + len(nodes)]] != [t.name for t in nodes] \
+            or data[-3].name != "top token":  # not the layout this patch knows: re-draw instead
+        for n, text in before.items():
+            if text:
+                g.nodes[n]["user_label"] = text
+            else:
+                g.nodes[n].pop("user_label", None)
+        return None
+    patched = Patch()
+    for index, trace in zip(range(first, first + len(nodes)), nodes):
+        data[index].update(trace.to_plotly_json())
+        patched["data"][index] = trace.to_plotly_json()
+    labels = label_trace(g, positions)
+    data[-3].update(labels.to_plotly_json())
+    patched["data"][len(data) - 3] = labels.to_plotly_json()
+    analysis.curation = curation
+    g.graph["curation"] = curation.as_dict()
+    return patched
+
+
 def patch_data(figure: dict) -> Patch:
     """Send only a figure's traces: the layout (zoom, ranges, legend state) stays as the browser has it."""
     patched = Patch()

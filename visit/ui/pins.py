@@ -151,6 +151,8 @@ def register(app, sessions, details_node: str | None = None) -> None:
             figure = no_update
             if state.analysis is not None:
                 figure = fast.patch_pins(state.analysis, new)  # a pin alone: one trace (the rings)
+                if figure is None:  # labels alone: the node traces and the labels, not the edges
+                    figure = fast.patch_labels(state.analysis, new)
                 if figure is None:
                     try:
                         state.analysis = fast.curated(state.analysis, new)
