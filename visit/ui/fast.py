@@ -84,13 +84,7 @@ def patch_pins(analysis, curation) -> Patch | None:
     mark_pins(analysis.graph, drawn_pins(curation))
     analysis.curation = curation
     analysis.graph.graph["curation"] = curation.as_dict()
-    positions = {n: (a.get("x", 0.0), a.get("y", 0.0)) for n, a in analysis.graph.nodes(data=True)}
-    trace = pinned_trace(analysis.graph, positions)
-    index = len(analysis.figure.data) - 2
-    analysis.figure.data[index].update(x=trace.x, y=trace.y, showlegend=trace.showlegend)
-    patched = Patch()
-    patched["data"][index] = trace.to_plotly_json()
-    return patched
+    return _patch_marks(analysis, len(analysis.figure.data) - 2, pinned_trace)
 
 
 def patch_labels(analysis, curation) -> Patch | None:
@@ -110,7 +104,7 @@ def patch_labels(analysis, curation) -> Patch | None:
     if not changed or any(n not in g or g.nodes[n]["kind"] == "group" for n in changed):
         return None
     data = analysis.figure.data
-    positions = {n: (a.get("x", 0.0), a.get("y", 0.0)) for n, a in g.nodes(data=True)}
+    positions = _positions(g)
     before = {n: g.nodes[n].get("user_label") for n in changed}
     for n in changed:
         if new.get(n):
@@ -155,9 +149,16 @@ def patch_highlight(state, highlight) -> Patch:
     from dataclasses import replace
 
     analysis.settings = replace(analysis.settings, highlight=tuple(highlight))
-    positions = {n: (a["x"], a["y"]) for n, a in analysis.graph.nodes(data=True)}
-    trace = highlight_trace(analysis.graph, positions)
-    index = len(analysis.figure.data) - 1
+    return _patch_marks(analysis, len(analysis.figure.data) - 1, highlight_trace)
+
+
+def _positions(g) -> dict:
+    return {n: (a.get("x", 0.0), a.get("y", 0.0)) for n, a in g.nodes(data=True)}
+
+
+def _patch_marks(analysis, index: int, make_trace) -> Patch:
+    """Re-draw one marks trace (highlight rings, pin rings) of the figure and return its one-trace patch."""
+    trace = make_trace(analysis.graph, _positions(analysis.graph))
     analysis.figure.data[index].update(x=trace.x, y=trace.y, showlegend=trace.showlegend)
     patched = Patch()
     patched["data"][index] = trace.to_plotly_json()
