@@ -40,6 +40,8 @@ def test_two_prompts_as_one_difference_view(served):
     request = out[f"{ids.GRAPH_REQUEST}.data"]
     marked = request["changes"]["highlight"]
     assert marked and all(m in text for m in marked[:3])
+    assert "difference: compared − this trace" in text  # the difference graph
+    assert "the compared graph" in text and "Italy" in text  # and the compared graph beside the main one
 
 
 def test_hostile_prompt_stays_text(served):

@@ -1,6 +1,7 @@
 """The "Compare" panel: the current analysis against another prompt, target or position, as one difference
-view aligned by node id (:mod:`visit.graph.diff`, :mod:`visit.ui.diff_view`); the most changed nodes are
-highlighted in the graph. The comparison covers the last layers the page opens on (or the whole layer range
+view aligned by node id (:mod:`visit.graph.diff`, :mod:`visit.ui.diff_view`: both sides' summaries, the difference
+graph and the changed nodes as a grid) and the compared graph itself, beside the main one; the most changed nodes
+are highlighted in the main graph. The comparison covers the last layers the page opens on (or the whole layer range
 when it is that short): set a layer range to compare others."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from visit.errors import VisitError
 from visit.ui import ids
+from visit.ui.panels import PANEL_GRAPH_CONFIG
 from visit.ui.state import request_graph_update
 
 TITLE = "Compare"
@@ -73,12 +75,16 @@ def register_callbacks(app, ctx):
                 prompt = parse_prompt(prompt)
                 check_prompt_length(vm.tokenizer, prompt)
             with ctx.using(session_id):  # the session's weights (its edits)
-                _, _, diff = compare(vm, current, prompt, parse_target(target), parse_int(position, "the position"),
-                                     ctx.analyze)
+                _, other, diff = compare(vm, current, prompt, parse_target(target),
+                                         parse_int(position, "the position"), ctx.analyze)
         except VisitError as exc:
             return html.P(str(exc), className="message message-error"), no_update
         except Exception as exc:  # noqa: BLE001 - the panel keeps serving
             log.exception("compare failed")
             return html.P(f"compare failed: {type(exc).__name__}", className="message message-error"), no_update
         marks = tuple(diff["top_changed"])  # the difference marked in the graph (a one-trace patch)
-        return diff_view(diff, ("this trace", "compared")), request_graph_update(session_id, highlight=marks)
+        compared = html.Details([html.Summary("the compared graph (beside the main one)"),
+                                 dcc.Graph(figure=other.figure, config=PANEL_GRAPH_CONFIG, className="compare-graph")],
+                                open=True)
+        return (html.Div([diff_view(diff, ("this trace", "compared")), compared]),
+                request_graph_update(session_id, highlight=marks))
