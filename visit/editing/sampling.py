@@ -33,14 +33,22 @@ def start_ids(tokenizer, starts: Sequence[str]) -> list[list[int]]:
 
 def sample(vm, starts: Sequence[Sequence[int]], new_tokens: int, *, seed: int = 0, top_k: int | None = None,
            temperature: float = 1.0, read: Sequence[str] = (), visit: Visit | None = None,
-           progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+           progress: Callable[[int, int], None] | None = None, groups: Sequence[int] | None = None
+           ) -> torch.Tensor:
     """Continue each row of ``starts`` (equal lengths) by ``new_tokens`` sampled tokens: ``[rows, len + new]``.
 
     ``visit(values, first_position)`` receives the values of ``read`` (``[rows, n, ...]``) for the positions fed in
     each pass, the last sampled token included (one extra pass), so every position is visited once.
     ``top_k=None`` samples from the whole distribution (ancestral sampling); ``progress(done, total)`` per token.
+    ``groups``: row counts (summing to ``len(starts)``); group ``i`` draws from its own generator seeded
+    ``seed + i``, so it gets the tokens a separate call with that seed would (up to the float rounding of a wider
+    batch) while all groups share each forward pass (bigger matrix products, fewer sequential steps).
     """
-    gen = torch.Generator().manual_seed(int(seed))
+    sizes = list(groups) if groups is not None else [len(starts)]
+    if sum(sizes) != len(starts) or min(sizes) < 1:
+        raise ValueError(f"groups {sizes} do not split {len(starts)} rows")
+    gens = [torch.Generator().manual_seed(int(seed) + i) for i in range(len(sizes))]
+    bounds = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
     ids = torch.as_tensor([list(s) for s in starts], dtype=torch.long, device=vm.device)
     cache = _cache(vm, None)
     cur, first = ids, 0
@@ -52,14 +60,18 @@ def sample(vm, starts: Sequence[Sequence[int]], new_tokens: int, *, seed: int = 
             if step == new_tokens:
                 break
             probs = (logits[:, -1].float() / max(float(temperature), 1e-6)).softmax(-1).cpu()
-            if top_k:
-                top = probs.topk(int(top_k), dim=-1)
-                nxt = top.indices.gather(1, torch.multinomial(top.values, 1, generator=gen))
-            else:
-                nxt = torch.multinomial(probs, 1, generator=gen)
+            nxt = torch.cat([_draw(probs[a:b], top_k, gen) for a, b, gen in zip(bounds, bounds[1:], gens)])
             nxt = nxt.to(vm.device)
             first += cur.shape[1]
             ids, cur = torch.cat([ids, nxt], dim=1), nxt
             if progress is not None:
                 progress(step + 1, new_tokens)
     return ids
+
+
+def _draw(probs: torch.Tensor, top_k: int | None, gen: torch.Generator) -> torch.Tensor:
+    """One token per row of ``probs [rows, vocab]`` (from the ``top_k`` most likely when given): ``[rows, 1]``."""
+    if top_k:
+        top = probs.topk(int(top_k), dim=-1)
+        return top.indices.gather(1, torch.multinomial(top.values, 1, generator=gen))
+    return torch.multinomial(probs, 1, generator=gen)
