@@ -59,6 +59,7 @@ def test_verify_panel_shows_predicted_and_actual(served):
     assert len(scatter["data"][1]["x"]) == 1
     out = client.call(f"{panel.RESULT}.children", f"{panel.RUN}.n_clicks", {**values, f"{panel.RUN}.n_clicks": 2})
     assert len(out[f"{panel.SCATTER}.figure"]["data"][1]["x"]) == 2  # the session's checks accumulate
+    assert "This session's checks (2)" in str(out[f"{panel.RESULT}.children"])  # and are listed in a grid
     bad = client.call(f"{panel.RESULT}.children", f"{panel.RUN}.n_clicks",
                       {**values, f"{panel.NODES}.value": ["L0.resid_post"]})
     assert "cannot verify" in str(bad[f"{panel.RESULT}.children"])

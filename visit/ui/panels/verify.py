@@ -14,6 +14,7 @@ from dash import ctx as dash_ctx
 from visit.errors import VisitError
 from visit.ui import ids
 from visit.ui.clicks import node_id_from_click
+from visit.ui.grid import column, data_grid
 from visit.ui.panels import PANEL_GRAPH_CONFIG
 
 TITLE = "Verify"
@@ -109,7 +110,7 @@ def register_callbacks(app, ctx):
         points = _points(state)
         points.append({"label": label, "mode": res["mode"], "predicted": res["predicted"], "actual": res["actual"]})
         del points[:-MAX_POINTS]
-        return render_result(res), calibration_figure(points)
+        return html.Div([render_result(res), checks_grid(points)]), calibration_figure(points)
 
 
 def render_result(res: dict):
@@ -125,3 +126,13 @@ def render_result(res: dict):
         html.Div(f"p(target) {100 * res['prob_before']:.2f}% → {100 * res['prob_after']:.2f}% in the real "
                  f"forward pass", className="verify-probs"),
     ])
+
+
+def checks_grid(points: list[dict]):
+    """The session's checks (newest first) as a grid: sort by the gap to find where attribution misleads."""
+    rows = [{"n": n, "label": p["label"], "mode": p["mode"], "predicted": p["predicted"], "actual": p["actual"],
+             "gap": p["actual"] - p["predicted"]} for n, p in reversed(list(enumerate(points, start=1)))]
+    columns = [column("n", "#", "d", maxWidth=60), column("label", "node(s)", minWidth=90), column("mode"),
+               column("predicted", fmt="+.4f"), column("actual", fmt="+.4f"),
+               column("gap", "actual − predicted", "+.4f")]
+    return html.Div([html.H5(f"This session's checks ({len(points)})"), data_grid(None, rows, columns, page_size=10)])
