@@ -31,7 +31,6 @@ import uuid
 import dash_ag_grid as dag
 
 PAGE_SIZE = 20  # rows per page; shorter tables show no pager
-FILTER_ROW = 10  # tables longer than this show a row of filter boxes
 ROW_KEY = "_row"  # each row's own id (its index in the rows given), so a click finds its row after sorting
 _FORMAT = re.compile(r"^[+\- ]?,?(\.\d{1,2})?~?[dfegprs%]$")
 _BAR = ("params.value >= 0 && params.value <= 1 ? {background: 'linear-gradient(90deg, #d6e4fb ' + "
@@ -46,7 +45,7 @@ def column(field: str, header: str | None = None, fmt: str | None = None, bar: b
     (``minWidth``, ``flex``, ``hide`` ...)."""
     col = {"field": field, "headerName": field if header is None else header}
     if fmt is None:
-        col.update(filter="agTextColumnFilter", cellClass="grid-text")
+        col.update(filter="agTextColumnFilter", cellClass="grid-text", tooltipField=field)  # tooltips: text too
     else:
         if fmt == "prob":
             shown = "params.value >= 1e-4 ? d3.format('.2%')(params.value) : d3.format('.2e')(params.value)"
@@ -83,19 +82,18 @@ def grid_rows(rows: list[dict]) -> list[dict]:
 def data_grid(grid_id, rows: list[dict], columns: list[dict], page_size: int = PAGE_SIZE,
               clickable: bool = False, class_name: str = "") -> dag.AgGrid:
     """An AG Grid of ``rows`` (dicts; keys not in ``columns`` ride along unseen, e.g. a node id to act on)
-    with sorting, filters (header menus; boxes under the headers beyond :data:`FILTER_ROW` rows) and paging
-    beyond ``page_size`` rows; it grows to its rows' height. ``grid_id`` may be a string or a pattern-matching
-    dict (grids drawn by callbacks); ``None`` gives a grid no callback reads. ``clickable`` shows a pointer
-    over rows (the panel reads ``cellClicked``)."""
+    with sorting (click a header), a filter box under every header and paging beyond ``page_size`` rows; it
+    grows to its rows' height. ``grid_id`` may be a string or a pattern-matching dict (grids drawn by
+    callbacks); ``None`` gives a grid no callback reads. ``clickable`` shows a pointer over rows (the panel
+    reads ``cellClicked``)."""
     paged = len(rows) > page_size
-    floating = len(rows) > FILTER_ROW  # a filter box under each header; short tables filter from the header menu
     classes = " ".join(c for c in ("visit-grid", "visit-grid-clickable" if clickable else "", class_name) if c)
     kwargs = {} if grid_id is None else {"id": grid_id}
     return dag.AgGrid(
         rowData=grid_rows(rows),
         columnDefs=columns,
-        defaultColDef={"sortable": True, "filter": True, "floatingFilter": floating, "resizable": True,
-                       "flex": 1, "minWidth": 64, "wrapHeaderText": True, "autoHeaderHeight": True},
+        defaultColDef={"sortable": True, "filter": True, "floatingFilter": True, "suppressHeaderFilterButton": True,
+                       "resizable": True, "flex": 1, "minWidth": 64, "wrapHeaderText": True, "autoHeaderHeight": True},
         getRowId=f"params.data.{ROW_KEY}",
         dashGridOptions={"domLayout": "autoHeight", "rowHeight": 26, "pagination": paged,
                          "paginationPageSize": page_size, "paginationPageSizeSelector": False,
