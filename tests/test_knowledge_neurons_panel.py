@@ -57,3 +57,38 @@ def test_job_result_render_graph_request_and_report(app_and_analysis):
         assert kn.refined[0].node in changes["include"]
     page = render_report(analysis)
     assert "Knowledge neurons" in page and HOSTILE not in page and "&lt;img src=x" in page
+
+
+def test_a_grid_row_click_puts_the_neuron_into_the_graph(app_and_analysis):
+    """The panel's click callback over HTTP: a cellClicked event and the grid's rows -> a graph request."""
+    import json
+    import urllib.request
+
+    from browser_support import Server
+    from visit.ui import ids
+    from visit.ui.grid import grid_rows
+    from visit.ui.panels.knowledge_neurons import GRID, NOTE, SHOW_ALL
+    from visit.ui.state import decode_graph_request
+
+    app, _ = app_and_analysis
+    server = Server(app)
+    try:
+        deps = json.loads(urllib.request.urlopen(server.url + "_dash-dependencies").read())
+        dep = next(d for d in deps if f"{NOTE}.children" in d["output"])
+        rows = grid_rows([{"neuron": "L0.N3"}, {"neuron": "L1.N5"}])
+        click = {"rowId": "1", "colId": "promotes", "rowIndex": 0, "timestamp": 5}
+        body = {"output": dep["output"], "outputs": [{"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]}
+                                                     for o in dep["output"].strip(".").split("...")],
+                "inputs": [[{"id": GRID, "property": "cellClicked", "value": click}],
+                           {"id": SHOW_ALL, "property": "n_clicks", "value": None}],
+                "state": [[{"id": GRID, "property": "rowData", "value": rows}],
+                          {"id": ids.SESSION, "property": "data", "value": "s"}],
+                "changedPropIds": [json.dumps(GRID, sort_keys=True, separators=(",", ":")) + ".cellClicked"]}
+        request = urllib.request.Request(server.url + "_dash-update-component", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        response = json.loads(urllib.request.urlopen(request).read())["response"]
+    finally:
+        server.stop()
+    payload = next(v for k, props in response.items() if k == ids.GRAPH_REQUEST for v in props.values())
+    changes = decode_graph_request(payload)
+    assert changes["include"] == ("L1.N5",) and changes["highlight"] == ("L1.N5",)
