@@ -53,3 +53,31 @@ def test_hostile_prompt_stays_text(served):
     children = out[f"{panel.RESULT}.children"]
     assert hostile in str(children)  # as a text child (React escapes it), never as markup
     assert "dangerouslySetInnerHTML" not in str(children)
+
+
+def test_a_changed_node_row_click_puts_it_into_the_graph(served):
+    import json
+    import urllib.request
+
+    from visit.ui.diff_view import changed_grid_id
+    from visit.ui.grid import grid_rows
+    from visit.ui.state import decode_graph_request
+
+    server, app, vm = served
+    grid = changed_grid_id(panel.LABELS)
+    key = json.dumps(grid, sort_keys=True, separators=(",", ":"))
+    rows = grid_rows([{"node": "L0.H1"}, {"node": "L1.H2"}])
+    body = {"outputs": {"id": ids.GRAPH_REQUEST, "property": "data"},
+            "inputs": [{"id": grid, "property": "cellClicked", "value": {"rowId": "1", "timestamp": 3}}],
+            "state": [{"id": grid, "property": "rowData", "value": rows}, {"id": ids.SESSION, "property": "data",
+                                                                          "value": "s"}],
+            "changedPropIds": [key + ".cellClicked"]}
+    dep = next(d for d in DashClient(server.url).dependencies()
+               if any(i["id"] == key and i["property"] == "cellClicked" for i in d["inputs"]))
+    body["output"] = dep["output"]
+    request = urllib.request.Request(server.url + "_dash-update-component", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    response = json.loads(urllib.request.urlopen(request).read())["response"]
+    payload = next(v for k, props in response.items() if k == ids.GRAPH_REQUEST for v in props.values())
+    changes = decode_graph_request(payload)
+    assert changes["include"] == ("L1.H2",) and changes["highlight"] == ("L1.H2",)

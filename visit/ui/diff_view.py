@@ -50,10 +50,34 @@ def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: i
                            "attribution": delta["attribution"], "marked": "yes" if d["top_changed"] else ""})
     columns = [column("node"), column("kind"), column("rank", "Δ rank", "+d"), column("prob", "Δ p", "+.2%"),
                column("attribution", "Δ attribution", "+.3f"), column("marked", "marked in the graph")]
-    grid = data_grid({"type": "diff-grid", "index": "|".join(labels)} if grid_id is None else grid_id,
+    grid = data_grid(changed_grid_id(labels) if grid_id is None else grid_id,
                      table_rows, columns, page_size=10, class_name="diff-table")
     note = (f"{len(diff['only_before'])} nodes only {labels[0]}, {len(diff['only_after'])} only {labels[1]} "
             f"(pruning kept different components); the {len(diff['top_changed'])} most changed are marked in the "
             f"graph; {len(changed)} changed in all.")
     graph = dcc.Graph(figure=diff_figure(diff, labels), config=PANEL_GRAPH_CONFIG, className="diff-graph")
     return html.Div([head, graph, grid, html.P(note, className="hint")], className="diff-view")
+
+
+def changed_grid_id(labels: tuple[str, str]) -> dict:
+    """The default id of the changed-nodes grid of :func:`diff_view` for ``labels``."""
+    return {"type": "diff-grid", "index": "|".join(labels)}
+
+
+def register_row_clicks(app, labels: tuple[str, str]) -> None:
+    """A click on a row of the grid of ``diff_view(..., labels)`` puts that node into the graph, highlighted
+    (a panel showing a difference view calls this once for its labels)."""
+    from dash import Input, Output, State, no_update
+
+    from visit.ui import ids
+    from visit.ui.grid import clicked_row
+    from visit.ui.state import request_graph_update
+
+    @app.callback(Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
+                  Input(changed_grid_id(labels), "cellClicked"), State(changed_grid_id(labels), "rowData"),
+                  State(ids.SESSION, "data"), prevent_initial_call=True)
+    def _show(click, rows, session_id):
+        row = clicked_row(click, rows)
+        if row is None or not row.get("node"):
+            return no_update
+        return request_graph_update(session_id, include=(row["node"],), highlight=(row["node"],))

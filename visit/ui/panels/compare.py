@@ -17,6 +17,7 @@ from visit.ui.panels import PANEL_GRAPH_CONFIG
 from visit.ui.state import request_graph_update
 
 TITLE = "Compare"
+LABELS = ("this trace", "compared")
 PROMPT = "compare-prompt"
 TARGET = "compare-target"
 POSITION = "compare-position"
@@ -57,6 +58,10 @@ def compare(vm, current, prompt: str | None, target: str | None, position: int |
 
 
 def register_callbacks(app, ctx):
+    from visit.ui.diff_view import register_row_clicks
+
+    register_row_clicks(app, LABELS)  # a changed node's row puts it into the graph
+
     @app.callback(Output(RESULT, "children"), Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
                   Input(RUN, "n_clicks"), State(PROMPT, "value"), State(TARGET, "value"), State(POSITION, "value"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)
@@ -86,5 +91,5 @@ def register_callbacks(app, ctx):
         compared = html.Details([html.Summary("the compared graph (beside the main one)"),
                                  dcc.Graph(figure=other.figure, config=PANEL_GRAPH_CONFIG, className="compare-graph")],
                                 open=True)
-        return (html.Div([diff_view(diff, ("this trace", "compared")), compared]),
+        return (html.Div([diff_view(diff, LABELS), compared]),
                 request_graph_update(session_id, highlight=marks))

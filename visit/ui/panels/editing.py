@@ -22,7 +22,7 @@ from visit.errors import VisitError
 from visit.models.overlay import session_weights
 from visit.tokens import display_token
 from visit.ui import ids
-from visit.ui.diff_view import diff_view
+from visit.ui.diff_view import diff_view, register_row_clicks
 from visit.ui.grid import column, data_grid
 from visit.ui.panels import causal_trace
 from visit.ui.panels.job_widget import JobIds, job_controls, register_job_callbacks
@@ -41,6 +41,7 @@ EVAL_HINT = ("CounterFact evaluation (seed 001 Table 3) of the method, layer and
              "records: each record is edited, scored (efficacy, paraphrase, neighbourhood) and restored, on the "
              "model as loaded (this session's edits are not applied).")
 MAX_PROMPT_CHARS = 4000
+DIFF_LABELS = ("before the edit", "after the edit")
 MAX_EVAL_RECORDS = 50
 HINT = ("Rewrite one fact in this session's copy of the weights (nobody else sees it) and see what changed: the "
         "objects' probabilities before and after, and the nodes of the flow graph that changed most. Template: "
@@ -201,7 +202,7 @@ def _objects_table(rows: list[dict]) -> html.Table:
 
 def render(result, finished: bool):
     return html.Div([html.P(result["label"], className="hint"), _objects_table(result["rows"]),
-                     diff_view(result["diff"], ("before the edit", "after the edit"))])
+                     diff_view(result["diff"], DIFF_LABELS)])
 
 
 def summary(result) -> str:
@@ -218,6 +219,7 @@ def edit_list(state) -> html.Div:
 
 def register_callbacks(app, ctx):
     widget_ids = JobIds(PREFIX)
+    register_row_clicks(app, DIFF_LABELS)  # a changed node's row puts it into the graph
     register_job_callbacks(app, ctx, EVAL_PREFIX, EVAL_KIND, start_eval, render_eval,
                            inputs=[State(METHOD, "value"), State(LAYER, "value"), State(KEY, "value"),
                                    State(EVAL_LIMIT, "value")])
