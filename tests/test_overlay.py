@@ -130,3 +130,27 @@ def test_an_offloaded_layer_cannot_be_edited(tiny_factory):
                 pass
     finally:
         setattr(module, attr, original)
+
+
+def test_other_sessions_run_between_the_batches_of_a_long_job(edited):
+    """A causal trace for an edited session lets go of the model between batches: another session's pass, started
+    from inside the job's progress callback, finishes meanwhile and sees the weights at rest."""
+    from visit.localization.causal_trace import causal_trace
+
+    vm, stack = edited
+    at_rest = logits_of(vm)
+    seen = []
+
+    def other_session():
+        seen.append(logits_of(vm))
+
+    def progress(done, total, note=""):
+        if not seen:
+            t = threading.Thread(target=other_session)
+            t.start()
+            t.join(timeout=60)
+            assert not t.is_alive(), "the job held the model's lock between batches"
+
+    with session_weights(stack.overlay()):
+        causal_trace(vm, PROMPT, "France", kinds=["hidden"], samples=2, progress=progress)
+    assert len(seen) == 1 and torch.equal(seen[0], at_rest)

@@ -52,20 +52,21 @@ def sample(vm, starts: Sequence[Sequence[int]], new_tokens: int, *, seed: int = 
     ids = torch.as_tensor([list(s) for s in starts], dtype=torch.long, device=vm.device)
     cache = _cache(vm, None)
     cur, first = ids, 0
-    with vm.lock:
-        for step in range(new_tokens + (1 if visit else 0)):
-            logits, rec = run(vm, cur, read=read, past_key_values=cache, logits_to_keep=1)
-            if visit is not None:
-                visit(rec.values, first)
-            if step == new_tokens:
-                break
-            probs = (logits[:, -1].float() / max(float(temperature), 1e-6)).softmax(-1).cpu()
-            nxt = torch.cat([_draw(probs[a:b], top_k, gen) for a, b, gen in zip(bounds, bounds[1:], gens)])
-            nxt = nxt.to(vm.device)
-            first += cur.shape[1]
-            ids, cur = torch.cat([ids, nxt], dim=1), nxt
-            if progress is not None:
-                progress(step + 1, new_tokens)
+    # run() takes the model's lock per step, so other sessions interleave; this thread's weights are the same at
+    # every step (visit.models.overlay), so the cache stays valid
+    for step in range(new_tokens + (1 if visit else 0)):
+        logits, rec = run(vm, cur, read=read, past_key_values=cache, logits_to_keep=1)
+        if visit is not None:
+            visit(rec.values, first)
+        if step == new_tokens:
+            break
+        probs = (logits[:, -1].float() / max(float(temperature), 1e-6)).softmax(-1).cpu()
+        nxt = torch.cat([_draw(probs[a:b], top_k, gen) for a, b, gen in zip(bounds, bounds[1:], gens)])
+        nxt = nxt.to(vm.device)
+        first += cur.shape[1]
+        ids, cur = torch.cat([ids, nxt], dim=1), nxt
+        if progress is not None:
+            progress(step + 1, new_tokens)
     return ids
 
 
