@@ -154,3 +154,40 @@ def test_other_sessions_run_between_the_batches_of_a_long_job(edited):
     with session_weights(stack.overlay()):
         causal_trace(vm, PROMPT, "France", kinds=["hidden"], samples=2, progress=progress)
     assert len(seen) == 1 and torch.equal(seen[0], at_rest)
+
+
+def test_readers_at_rest_share_and_edits_wait_for_them(edited):
+    """A reader of a trace at rest runs beside forward passes at rest; a session's edits are swapped in only once
+    the reader is done (and it never sees them)."""
+    from visit.models.overlay import weights_of
+
+    vm, stack = edited
+    tr = trace(vm, PROMPT)
+    at_rest = logits_of(vm)
+    inside, leave, read = threading.Event(), threading.Event(), []
+
+    def reader():
+        with weights_of(tr):
+            inside.set()
+            leave.wait(30)
+            read.append(dict(vm.model.named_parameters())[mlp_out_param(vm, 1)].detach().clone())
+
+    r = threading.Thread(target=reader)
+    r.start()
+    assert inside.wait(30)
+    assert torch.equal(logits_of(vm), at_rest)  # a forward pass at rest does not wait for the reader
+    edited_seen = []
+
+    def writer():
+        with session_weights(stack.overlay()):
+            edited_seen.append(logits_of(vm))
+
+    w = threading.Thread(target=writer)
+    w.start()
+    w.join(timeout=0.5)
+    assert w.is_alive()  # the edits wait for the reader
+    leave.set()
+    r.join(30)
+    w.join(30)
+    assert not w.is_alive() and len(edited_seen) == 1 and not torch.equal(edited_seen[0], at_rest)
+    assert torch.equal(read[0], dict(vm.model.named_parameters())[mlp_out_param(vm, 1)])  # the reader saw rest

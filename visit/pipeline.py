@@ -109,14 +109,14 @@ def analyze(vm, prompt: str, target_text: str | None = None, position: int | Non
     about 1/8 of the work on a 30-layer model): ``analysis.partial`` is then True and :func:`complete` adds the
     rest without a new forward pass. Node positions are those of the whole graph either way."""
     settings = (settings or GraphSettings()).validated(vm.dims.n_layers)
-    with vm.lock:  # every weight read under this thread's weights (its session's edits: visit.models.overlay)
-        return _analyze(vm, prompt, target_text, position, settings, target_id, interventions, first_view)
-
-
-def _analyze(vm, prompt, target_text, position, settings, target_id, interventions, first_view) -> Analysis:
     t0 = time.perf_counter()
-    tr = run_trace(vm, prompt, position, interventions)
+    tr = run_trace(vm, prompt, position, interventions)  # on this thread's weights (its session's edits)
     check_finite(tr)
+    with weights_of(tr):  # what follows reads the weights the trace was computed on (visit.models.overlay)
+        return _analyze(vm, tr, t0, target_text, settings, target_id, first_view)
+
+
+def _analyze(vm, tr, t0, target_text, settings, target_id, first_view) -> Analysis:
     t1 = time.perf_counter()
     top = top_predictions(tr, 10)
     target = pick_target(vm, target_text, top, target_id)

@@ -70,9 +70,17 @@ def session_weights(overlay: Overlay | None) -> Iterator[None]:
 
 @contextmanager
 def weights_of(trace) -> Iterator[None]:
-    """The model's lock, with the weights ``trace`` was computed on (its overlay) in force."""
-    with session_weights(getattr(trace, "overlay", NONE)), trace.vm.lock:
-        yield
+    """Read the weights ``trace`` was computed on (its overlay) for the block: the model's lock with that overlay
+    applied, or, for a trace of the weights at rest, a shared read that runs beside other readers and beside
+    forward passes at rest, and only excludes a session's edits being swapped in (:meth:`ModelLock.reading`)."""
+    overlay = getattr(trace, "overlay", NONE)
+    with session_weights(overlay):
+        if overlay:
+            with trace.vm.lock:
+                yield
+        else:
+            with trace.vm.lock.reading():
+                yield
 
 
 class OverlayConflict(RuntimeError):
@@ -80,24 +88,84 @@ class OverlayConflict(RuntimeError):
 
 
 class ModelLock:
-    """``vm.lock``: a reentrant lock that applies the holder's overlay (module doc) while it is held."""
+    """``vm.lock``: a reentrant lock that applies the holder's overlay (module doc) while it is held.
+
+    Two kinds of holders: the lock itself (exclusive: forward passes, which hook the model's modules, and any work
+    under a session's edits) and shared *readers* of the weights at rest (:meth:`reading`: building a graph,
+    attribution, lens projections from a trace of the unedited model). Swapping a session's edits in waits for
+    the readers to finish (and new readers wait for it), so a reader never sees edited tensors, while readers and
+    forward passes at rest run side by side. Order, to never deadlock: readers may then take the lock; a thread
+    applying edits takes the write side before the lock; a thread holding the lock reads without the read side.
+    """
 
     def __init__(self):
         self._lock = threading.RLock()
         self._depth = 0  # only the owner thread reads or writes it
         self._applied: Overlay = NONE
         self._change = None
+        self._writing = False  # the owner holds the write side (its overlay is applied)
+        self._rw = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False  # a thread holds the write side
+        self._writers_waiting = 0
+        self._local = threading.local()  # this thread's read depth
         self.vm = None  # set by :meth:`bind`
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Read the weights at rest for the block (shared with other readers; see the class doc)."""
+        if self.held_by_me():  # the lock already excludes edits being swapped in; it also checks the overlay
+            with self:
+                yield
+            return
+        depth = getattr(self._local, "reads", 0)
+        if depth == 0:
+            with self._rw:
+                while self._writer or self._writers_waiting:
+                    self._rw.wait()
+                self._readers += 1
+        self._local.reads = depth + 1
+        try:
+            yield
+        finally:
+            self._local.reads = depth
+            if depth == 0:
+                with self._rw:
+                    self._readers -= 1
+                    if self._readers == 0:
+                        self._rw.notify_all()
+
+    def _write_acquire(self) -> None:
+        if getattr(self._local, "reads", 0):
+            raise OverlayConflict("a reader of the weights at rest asked for a session's edited weights")
+        with self._rw:
+            self._writers_waiting += 1
+            try:
+                while self._writer or self._readers:
+                    self._rw.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writer = True
+
+    def _write_release(self) -> None:
+        with self._rw:
+            self._writer = False
+            self._rw.notify_all()
 
     def bind(self, vm) -> "ModelLock":
         self.vm = vm
         return self
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        wanted = current()
+        nested = self.held_by_me()
+        if wanted and not nested:
+            self._write_acquire()  # before the lock (see the class doc)
         if not self._lock.acquire(blocking, timeout):
+            if wanted and not nested:
+                self._write_release()
             return False
         self._depth += 1
-        wanted = current()
         if self._depth > 1:
             if wanted.key != self._applied.key:
                 self._depth -= 1
@@ -106,18 +174,21 @@ class ModelLock:
                                       f" and was asked for under {wanted.key or 'the weights at rest'}")
             return True
         if wanted:
+            self._writing = True
             change = self.vm.weights.changed(list(wanted.deltas), key=wanted.key)
             try:
                 self._applied = wanted
                 change.__enter__()
             except BaseException:
-                self._applied, self._depth = NONE, self._depth - 1
+                self._applied, self._depth, self._writing = NONE, self._depth - 1, False
                 self._lock.release()
+                self._write_release()
                 raise
             self._change = change
         return True
 
     def release(self) -> None:
+        writing = False
         try:
             if self._depth == 1 and self._change is not None:
                 change, self._change = self._change, None
@@ -125,8 +196,11 @@ class ModelLock:
         finally:
             if self._depth == 1:
                 self._applied = NONE
+                writing, self._writing = self._writing, False
             self._depth -= 1
             self._lock.release()
+            if writing:
+                self._write_release()
 
     def __enter__(self) -> "ModelLock":
         self.acquire()
