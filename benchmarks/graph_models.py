@@ -5,7 +5,7 @@
 For each model: the median of :func:`visit.pipeline.analyze` end to end with its stage medians (as
 ``benchmarks/graph_render.py`` reports for the default model), the median of one traced forward pass, and the
 median of projecting 256 vectors through the logit lens (top/bottom-k, entropy, target: the graph's hot path),
-per vector. Target (issue 11): the graph under 2 s on CPU for Gemma-3-270M, whose 262k-token vocabulary makes
+per vector, and the median of the first view the app draws (``analyze(first_view=4)``: the last 4 layers). Target (issue 11): the graph under 2 s on CPU for Gemma-3-270M, whose 262k-token vocabulary makes
 every projection about five times dearer than the default's 49k.
 """
 
@@ -42,7 +42,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompt", default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); 1-min load average {os.getloadavg()[0]:.1f} at start")
@@ -57,6 +60,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for stage, seconds in analyze(vm, prompt).timings.items():
                 stages.setdefault(stage, []).append(seconds)
+        first_s, first = median_time(lambda: analyze(vm, prompt, first_view=4), args.repeats)
         trace_s, tr = median_time(lambda: trace(vm, prompt), args.repeats)
         lens = LogitLens.for_trace(tr)
         vectors = torch.randn(256, vm.dims.d_model, generator=torch.Generator().manual_seed(0)).to(vm.device)
@@ -66,9 +70,11 @@ def main() -> None:
               f" prompt {prompt!r} ({len(tr.tokens)} tokens)")
         print(f"  analyze() median {total:.3f} s ({g.number_of_nodes()} nodes, {g.graph['projected_rows']} vectors "
               f"projected); stages: " + ", ".join(f"{k} {statistics.median(v):.3f}" for k, v in stages.items()))
+        print(f"  first view (what the app draws first: the last 4 layers) median {first_s:.3f} s "
+              f"({first.graph.number_of_nodes()} nodes)")
         print(f"  trace() median {trace_s:.3f} s; lens projection {lens_s / 256 * 1e3:.2f} ms per vector "
               f"(256 at once); 1-min load average now {os.getloadavg()[0]:.1f}")
-        del vm, analysis, tr, lens
+        del vm, analysis, first, tr, lens
 
 
 if __name__ == "__main__":
