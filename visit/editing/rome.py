@@ -194,11 +194,7 @@ def rome_edit(vm, request: EditRequest, layer: int | None = None, config: RomeCo
     k_bar = keys.mean(0)
     k_star = k_bar if config.key == "averaged" else keys[0]
     v_star = k_star @ W + b + delta
-    try:
-        u = torch.linalg.solve(stats.C.double().to(W.device), k_bar.double()).float()
-    except RuntimeError as exc:  # singular C: a corpus too small for this layer's keys
-        raise VisitError(f"the key statistics of layer {layer} are singular ({stats.n_tokens} tokens): use a "
-                         f"larger corpus ({exc.__class__.__name__})") from None
+    u = stats.solve(k_bar).float().to(W.device)  # C^-1 k_bar (C's factors kept with the statistics)
     denom = float(u @ k_star)
     residual = v_star - (k_star @ W + b)
     update = torch.outer(u, residual) / denom  # [d_mlp, d_model]
@@ -252,9 +248,12 @@ def _optimise_value(vm, layer: int, rows: _Rows, config: RomeConfig, progress: P
             if step > 0:
                 with torch.enable_grad():
                     final, _ = run_blocks(vm, layer + 1, base + at * delta.to(base.dtype), calls, kv)
-            logp = unembed(vm, final[:n_rw, nll_cols]).float().log_softmax(-1)  # [n_rw, n_t, vocab]
+            # one unembedding for the NLL columns and the KL column (its weight is read once a pass, not twice)
+            picked = torch.cat([final[:n_rw, nll_cols].reshape(n_rw * n_t, -1), final[-1:, kl_col]])
+            logp = unembed(vm, picked).float().log_softmax(-1)  # [n_rw * n_t + 1, vocab]
+            kl_logp = logp[-1]
+            logp = logp[:-1].view(n_rw, n_t, -1)
             nll = -logp.gather(-1, rows.target.view(1, -1, 1).expand(n_rw, -1, 1)).squeeze(-1).mean(1).mean()
-            kl_logp = unembed(vm, final[-1, kl_col]).float().log_softmax(-1)
             if init_kl is None:
                 init_kl = kl_logp.detach()
             kl = config.kl_factor * (init_kl.exp() * (init_kl - kl_logp)).sum()

@@ -34,7 +34,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +64,22 @@ class KeyStats:
     model: str
     seconds: float = 0.0
     cached: bool = False
+    _lu: tuple | None = field(default=None, init=False, repr=False, compare=False)
+
+    def solve(self, k: torch.Tensor) -> torch.Tensor:
+        """``C^-1 k`` in fp64 (``k [d_mlp]``); C's LU factors are computed once per statistics object, so every
+        edit with these statistics costs one triangular solve. Raises :class:`VisitError` when C is singular."""
+        if self._lu is None:
+            try:
+                self._lu = torch.linalg.lu_factor(self.C.double())
+            except RuntimeError as exc:  # singular C: a corpus too small for this layer's keys
+                raise VisitError(f"the key statistics of layer {self.layer} are singular ({self.n_tokens} tokens): "
+                                 f"use a larger corpus ({exc.__class__.__name__})") from None
+        lu, pivots = self._lu
+        return torch.linalg.lu_solve(lu, pivots, k.double().to(lu.device).view(-1, 1)).view(-1)
+
+
+_LOADED: dict[tuple, KeyStats] = {}  # statistics read from the disk cache, by (file, its version, device)
 
 
 def key_stats(vm, layer: int, corpus: str | Path | None = None, tokens: int = DEFAULT_TOKENS,
@@ -77,9 +93,12 @@ def key_stats(vm, layer: int, corpus: str | Path | None = None, tokens: int = DE
     corpus_key = "sampled" if corpus is None else _file_key(Path(corpus))
     path = _stats_dir(vm) / f"{corpus_key}-layer{layer}-{tokens}.pt"
     if use_cache and path.exists():
-        saved = torch.load(path, map_location="cpu")
-        return KeyStats(saved["C"].to(vm.device), layer, saved["n_tokens"], saved["corpus"], vm.name,
-                        saved.get("seconds", 0.0), cached=True)
+        stamp = (str(path), path.stat().st_mtime_ns, str(vm.device))
+        if stamp not in _LOADED:  # read once per process (and file version): C's LU factors come along
+            saved = torch.load(path, map_location="cpu")
+            _LOADED[stamp] = KeyStats(saved["C"].to(vm.device), layer, saved["n_tokens"], saved["corpus"], vm.name,
+                                      saved.get("seconds", 0.0), cached=True)
+        return _LOADED[stamp]
     start = time.perf_counter()
     if corpus is None:
         C, n = _sampled_stats(vm, layer, tokens, progress, use_cache)
