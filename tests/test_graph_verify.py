@@ -74,3 +74,20 @@ def test_bad_requests(analysis):
         verify(analysis, "L0.H99")
     with pytest.raises(VisitError, match="mode"):
         verify(analysis, "L0.attn_out", "scramble")
+
+
+def test_prompt_set_means_batched_equal_one_prompt_at_a_time(analysis):
+    from visit.hooks import run
+    from visit.prompts import default_prompt_file, load_prompt_file
+    from visit.tracer import encode_prompt
+
+    vm = analysis.vm
+    names = ["blocks.1.hook_mlp_out", "blocks.0.attn.hook_z"]
+    means = prompt_set_means(vm, names, limit=5)
+    values = {n: [] for n in names}
+    for case in load_prompt_file(default_prompt_file())[:5]:
+        _, rec = run(vm, encode_prompt(vm, case.prompt), read=names)
+        for n in names:
+            values[n].append(rec[n][0, -1].float())
+    for n in names:
+        torch.testing.assert_close(means[n], torch.stack(values[n]).mean(0), atol=1e-5, rtol=1e-4)

@@ -56,22 +56,31 @@ def _site(vm, attrs: dict) -> tuple[str, tuple]:
 
 def prompt_set_means(vm, names: list[str], limit: int = MEAN_PROMPTS) -> dict[str, torch.Tensor]:
     """``{name: mean over prompts of the value at the prompt's last token}`` (features' shape), over the first
-    ``limit`` prompts of the shipped factual set; kept per model and weights version (one pass per prompt reads
-    every name still missing)."""
+    ``limit`` prompts of the shipped factual set; kept per model and weights version. The prompts run as one
+    left-padded batch (every row computes what it computes alone, up to float rounding), or one at a time where a
+    sliding attention window is narrower than the batch."""
     store = vm.weights.memo(("verify means", limit), dict)  # cleared with the weights' version
     missing = [n for n in dict.fromkeys(names) if n not in store]
     if missing:
+        from visit.editing.batch import left_padded, pad_id
         from visit.prompts import default_prompt_file, load_prompt_file
         from visit.tracer import encode_prompt
 
-        sums: dict[str, torch.Tensor] = {}
         cases = load_prompt_file(default_prompt_file())[:limit]
-        for case in cases:
-            _, rec = run(vm, encode_prompt(vm, case.prompt), read=missing)
-            for n in missing:
-                value = rec[n][0, -1].float()
-                sums[n] = value if n not in sums else sums[n] + value
-        store.update({n: sums[n] / len(cases) for n in missing})
+        rows = [encode_prompt(vm, case.prompt)[0].tolist() for case in cases]
+        window = getattr(vm.model.config, "sliding_window", None)
+        if window and max(len(r) for r in rows) > int(window):
+            sums: dict[str, torch.Tensor] = {}
+            for row in rows:
+                _, rec = run(vm, torch.tensor([row], device=vm.device), read=missing)
+                for n in missing:
+                    sums[n] = rec[n][0, -1].float() + sums.get(n, 0)
+            store.update({n: sums[n] / len(rows) for n in missing})
+        else:
+            batch = left_padded(rows, pad_id(vm.tokenizer), vm.device)
+            _, rec = run(vm, batch.ids, attention_mask=batch.mask, position_ids=batch.positions, read=missing,
+                         logits_to_keep=1)
+            store.update({n: rec[n][:, -1].float().mean(0) for n in missing})
     return {n: store[n] for n in names}
 
 
