@@ -108,7 +108,8 @@ def context_prefixes(vm, lengths: tuple[tuple[int, int], ...] = RomeConfig.prefi
 @dataclass
 class _Rows:
     """The optimisation batch: row ``i < n_rewrite`` is context ``i`` (row 0 the bare prompt) followed by the
-    prompt and the new object's tokens but the last; the last row is ``"{subject} is a"`` (the KL prompt)."""
+    prompt and the new object's tokens but the last; the last row is ``"{subject} is a"`` (the KL prompt) up to
+    the subject's last token, where the KL is read."""
 
     batch: object
     context_end: int  # columns [0, context_end) hold the context prefixes (the same for every edit)

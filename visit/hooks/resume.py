@@ -130,17 +130,9 @@ def _block_calls(vm, recording: Recording, t: int) -> tuple[list[tuple[tuple, di
         for layer, (k, v) in enumerate(zip(recording.keys, recording.values)):
             cache.update(k[:1, :, :t], v[:1, :, :t], layer)  # the pass below overwrites what this reports
         kwargs = {"use_cache": True, "past_key_values": cache}
-    calls: dict[int, tuple[tuple, dict]] = {}
-    handles = []
-    for i, block in enumerate(vm.weights.blocks):
-        handles.append(block.register_forward_pre_hook(
-            lambda _m, args, kw, i=i: calls.__setitem__(i, (args, kw)), with_kwargs=True))
-    try:
+    with captured_calls(vm) as calls:
         vm.model(input_ids=ids, **kwargs)
-    finally:
-        for h in handles:
-            h.remove()
-    return [calls[i] for i in range(len(calls))], used
+    return calls, used
 
 
 def _swap_cache(call: tuple[tuple, dict], prefix: _PrefixKV) -> tuple[tuple, dict]:
