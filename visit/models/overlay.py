@@ -19,8 +19,10 @@ whichever thread asks.
 Cost: applying is one fp32 add and copy per edited matrix (a ROME edit of the default model: one 1536 x 576
 matrix, about a millisecond) at every outermost acquisition by a session with edits, and the copy back at the
 release. Versions are keyed (:attr:`visit.models.weights.ModelWeights.version`), so caches derived from a
-session's edited weights stay valid across its requests. Holding the lock for a whole analysis serialises
-analyses of different sessions (the trace queue already lets them take turns).
+session's edited weights stay valid across its requests. Work on an edited session's trace holds the lock (it is
+serialised with every other use of the model); work that only reads the weights at rest shares the lock's read
+side (:meth:`ModelLock.reading`) and runs beside other readers and forward passes, as it did before sessions
+could edit. Long jobs take the lock per pass, so other sessions interleave.
 """
 
 from __future__ import annotations
