@@ -27,7 +27,7 @@ def side(title: str, info: dict, final: dict | None) -> html.Div:
         html.Div(title, className="diff-side-title"),
         html.Div(info["prompt"], className="diff-prompt"),
         html.Div(f"position {info['position']} → target {display_token(info['target'])}", className="diff-target"),
-        html.Div(f"p(target) {_num(None if prob is None else 100 * prob, '.2f')}%, rank {_num(rank, 'd')}",
+        html.Div(f"p(target) {_num(None if prob is None else 100 * prob, '.3g')}%, rank {_num(rank, 'd')}",
                  className="diff-prob"),
     ], className="diff-side")
 
