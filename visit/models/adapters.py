@@ -7,7 +7,7 @@ to one block (``transformer.h[i]``, ``model.layers[i]``, ...).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from visit.errors import VisitError
 
@@ -132,53 +132,19 @@ GPT_NEOX = ArchAdapter(
     parallel="use_parallel_residual",
 )
 
-GEMMA = ArchAdapter(  # Gemma 1: Llama's layout, RMSNorm with (1 + weight), GeGLU, embeddings x sqrt(d_model)
-    family="gemma",
-    model_types=("gemma",),
-    blocks="model.layers",
-    final_norm="model.norm",
-    embed="model.embed_tokens",
-    ln1="input_layernorm",
-    ln2="post_attention_layernorm",
-    attn="self_attn",
-    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    qkv_layout="separate",
-    attn_out="self_attn.o_proj",
-    mlp="mlp",
-    mlp_in=("mlp.gate_proj", "mlp.up_proj"),
-    mlp_out="mlp.down_proj",
-    weight_layout="linear",
-    norm_kind="rmsnorm",
-    mlp_kind="gated",
-    norm_offset=1.0,
-    embed_scale="sqrt_d_model",
-)
+GEMMA = replace(  # Gemma 1: Llama's layout, RMSNorm with (1 + weight), GeGLU, embeddings x sqrt(d_model)
+    LLAMA, family="gemma", model_types=("gemma",), norm_offset=1.0, embed_scale="sqrt_d_model")
 
 # Gemma 2 and 3: sandwich norms (ln1 -> attention -> ln1_post -> +residual; ln2 -> MLP -> ln2_post -> +residual),
 # Gemma 2's final logit soft-capping; Gemma 3's QK-norm lives inside the attention (hook_q/k are read before it)
-GEMMA2 = ArchAdapter(
+GEMMA2 = replace(
+    GEMMA,
     family="gemma2",
     model_types=("gemma2", "gemma3_text"),
-    blocks="model.layers",
-    final_norm="model.norm",
-    embed="model.embed_tokens",
-    ln1="input_layernorm",
     ln2="pre_feedforward_layernorm",
-    attn="self_attn",
-    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    qkv_layout="separate",
-    attn_out="self_attn.o_proj",
-    mlp="mlp",
-    mlp_in=("mlp.gate_proj", "mlp.up_proj"),
-    mlp_out="mlp.down_proj",
-    weight_layout="linear",
-    norm_kind="rmsnorm",
-    mlp_kind="gated",
     ln1_post="post_attention_layernorm",
     ln2_post="post_feedforward_layernorm",
-    norm_offset=1.0,
     logit_softcap="final_logit_softcapping",
-    embed_scale="sqrt_d_model",
 )
 
 GPTJ = ArchAdapter(  # parallel block with ONE norm read by both the attention and the MLP (ln1 and ln2 alike)
@@ -202,46 +168,23 @@ GPTJ = ArchAdapter(  # parallel block with ONE norm read by both the attention a
     parallel=True,
 )
 
-PHI3 = ArchAdapter(  # Llama's block with fused projections: qkv_proj [q | k | v] (GQA sizes), gate_up_proj
+PHI3 = replace(  # Llama's block with fused projections: qkv_proj [q | k | v] (GQA sizes), gate_up_proj
+    LLAMA,
     family="phi3",
     model_types=("phi3",),
-    blocks="model.layers",
-    final_norm="model.norm",
-    embed="model.embed_tokens",
-    ln1="input_layernorm",
-    ln2="post_attention_layernorm",
-    attn="self_attn",
     qkv=("self_attn.qkv_proj",),
     qkv_layout="fused_qkv_blocks",
-    attn_out="self_attn.o_proj",
-    mlp="mlp",
     mlp_in=("mlp.gate_up_proj", "mlp.gate_up_proj"),
-    mlp_out="mlp.down_proj",
-    weight_layout="linear",
-    norm_kind="rmsnorm",
-    mlp_kind="gated",
     mlp_in_fused=True,
 )
 
-OLMO2 = ArchAdapter(  # no norm before the attention or the MLP, one after each (the sandwich's second half);
+OLMO2 = replace(  # no norm before the attention or the MLP, one after each (the sandwich's second half);
     # QK-norm over the whole q/k projections lives inside the attention (hook_q/k are read before it)
+    LLAMA,
     family="olmo2",
     model_types=("olmo2", "olmo3"),  # OLMo 3: OLMo 2's block with sliding-window layers
-    blocks="model.layers",
-    final_norm="model.norm",
-    embed="model.embed_tokens",
     ln1="",
     ln2="",
-    attn="self_attn",
-    qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-    qkv_layout="separate",
-    attn_out="self_attn.o_proj",
-    mlp="mlp",
-    mlp_in=("mlp.gate_proj", "mlp.up_proj"),
-    mlp_out="mlp.down_proj",
-    weight_layout="linear",
-    norm_kind="rmsnorm",
-    mlp_kind="gated",
     ln1_post="post_attention_layernorm",
     ln2_post="post_feedforward_layernorm",
 )
@@ -249,26 +192,8 @@ OLMO2 = ArchAdapter(  # no norm before the attention or the MLP, one after each 
 
 def _moe(family: str, model_types: tuple[str, ...], moe: MoeLayout) -> ArchAdapter:
     """Llama's block with a mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE: QK-norm inside the attention)."""
-    return ArchAdapter(
-        family=family,
-        model_types=model_types,
-        blocks="model.layers",
-        final_norm="model.norm",
-        embed="model.embed_tokens",
-        ln1="input_layernorm",
-        ln2="post_attention_layernorm",
-        attn="self_attn",
-        qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-        qkv_layout="separate",
-        attn_out="self_attn.o_proj",
-        mlp="mlp",
-        mlp_in=(moe.experts, moe.experts),
-        mlp_out=moe.experts,
-        weight_layout="linear",
-        norm_kind="rmsnorm",
-        mlp_kind="gated",
-        moe=moe,
-    )
+    return replace(LLAMA, family=family, model_types=model_types, mlp_in=(moe.experts, moe.experts),
+                   mlp_out=moe.experts, moe=moe)
 
 
 MIXTRAL = _moe("mixtral", ("mixtral",), MoeLayout(router="mlp.gate", experts="mlp.experts",
