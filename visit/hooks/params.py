@@ -5,8 +5,9 @@ adds them for the duration of a block and then copies the saved originals back (
 there before; no ``W + d - d`` rounding). Stacks of edits (the editing panel's list) are applied in order from the
 originals each time, so removing any one of them leaves exactly the weights the others give in that order.
 
-Every change goes through :meth:`visit.models.weights.ModelWeights.bump`, so caches keyed by the weights' version
-never serve numbers computed from other weights.
+Every change goes through :meth:`visit.models.weights.ModelWeights.changed`, which gives the weights a version of
+their own while it lasts and the old one back afterwards, so caches keyed by the weights' version never serve
+numbers computed from other weights.
 """
 
 from __future__ import annotations

@@ -102,14 +102,13 @@ class ModelWeights:
         self.blocks = get_module(model, adapter.blocks)
         self._caches: dict[tuple, dict] = {}  # version -> {key: value}, the MEMO_VERSIONS most recent
         self._params = list(model.parameters())
-        self._bumps = 0
         self._state: tuple = ()  # keys of the temporary changes in force (:meth:`changed`): () at rest
         self._offset = 0  # in-place counter increments of changes that were undone (:meth:`changed`)
 
     @property
     def version(self) -> tuple:
-        """Changes whenever a weight may have changed: explicit :meth:`bump` calls, PyTorch's in-place counters
-        of the parameters (any edit we were not told about), and the temporary change in force
+        """Changes whenever a weight may have changed: PyTorch's in-place counters of the parameters (any edit,
+        also one we were not told about) and the temporary change in force
         (:func:`visit.hooks.params.weights_changed`). Equal versions mean equal weights, so a cached value
         computed under a version is valid whenever that version comes back:
 
@@ -119,11 +118,7 @@ class ModelWeights:
           has the same version every time it is applied on the same weights, so that session's caches survive
           other sessions' requests; one applied without a key gets a version never seen before.
         """
-        return self._state, self._bumps, sum(p._version for p in self._params) - self._offset
-
-    def bump(self) -> None:
-        """Record a weight change (cached derived values are dropped at their next use)."""
-        self._bumps += 1
+        return self._state, sum(p._version for p in self._params) - self._offset
 
     @contextmanager
     def changed(self, deltas: list[Mapping[str, torch.Tensor]], key=None) -> Iterator[None]:
@@ -131,8 +126,7 @@ class ModelWeights:
         saved originals back bit-exactly, also on an exception. The caller holds the model's lock.
 
         The version inside is keyed by ``key`` (none: a fresh one); afterwards it is the one before: the changed
-        parameters' in-place counters are discounted, while changes to other parameters and :meth:`bump` calls
-        in between stay visible."""
+        parameters' in-place counters are discounted, while changes to other parameters in between stay visible."""
         named = dict(self.model.named_parameters())
         params = {n: named[n] for n in dict.fromkeys(n for d in deltas for n in d)}
         offloaded = [n for n, p in params.items() if p.device.type == "meta"]
