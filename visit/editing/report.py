@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from html import escape
 
+from visit.render.hover import optional_number
 from visit.tokens import display_token
 
 TOP_ROWS = 10
@@ -30,10 +31,6 @@ def percent(p: float) -> str:
     return f"{100 * p:.3g}%"
 
 
-def _num(value, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
-
-
 def _objects_table(rows: list[dict]) -> str:
     objects = list(rows[0]["before"]["objects"]) if rows else []
     head = "<th>prompt</th>" + "".join(f"<th>P({escape(o)}) before → after</th>" for o in objects) + \
@@ -51,9 +48,9 @@ def _objects_table(rows: list[dict]) -> str:
 
 def _difference_table(diff: dict) -> str:
     rows = "".join(
-        f"<tr><td><code>{escape(d['id'])}</code></td><td>{_num(d['target_rank'], '+d')}</td>"
-        f"<td>{_num(None if d['target_prob'] is None else 100 * d['target_prob'], '+.2f')}%</td>"
-        f"<td>{_num(d['attribution'], '+.3f')}</td></tr>" for d in diff["top_changed"])
+        f"<tr><td><code>{escape(d['id'])}</code></td><td>{optional_number(d['target_rank'], '+d')}</td>"
+        f"<td>{optional_number(None if d['target_prob'] is None else 100 * d['target_prob'], '+.2f')}%</td>"
+        f"<td>{optional_number(d['attribution'], '+.3f')}</td></tr>" for d in diff["top_changed"])
     return ("<p>Most changed nodes of the flow graph (after − before; node ids as in the graph):</p>"
             "<table><thead><tr><th>node</th><th>Δ target rank</th><th>Δ p(target)</th><th>Δ attribution</th>"
             f"</tr></thead><tbody>{rows}</tbody></table>")

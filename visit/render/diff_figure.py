@@ -13,7 +13,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from visit.render.figure import SYMBOLS, UIREVISION
-from visit.render.hover import esc
+from visit.render.hover import esc, optional_number
 
 DIFF_COLORSCALE = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]
 
@@ -27,10 +27,6 @@ def signed_change(node: dict) -> float | None:
     return None
 
 
-def _fmt(value, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
 def _hover(node: dict, labels: tuple[str, str]) -> str:
     rows = [f"<b>{esc(node['id'])}</b> ({esc(node['kind'])}, layer {node['layer']})"]
     for side, name in zip(("before", "after"), labels):
@@ -39,11 +35,12 @@ def _hover(node: dict, labels: tuple[str, str]) -> str:
             rows.append(f"{esc(name)}: not in this graph")
         else:
             p = None if v["target_prob"] is None else 100 * v["target_prob"]
-            rows.append(f"{esc(name)}: rank {_fmt(v['target_rank'], 'd')}, p {_fmt(p, '.3g')}%, "
-                        f"attribution {_fmt(v['attribution'], '+.4f')}")
+            rows.append(f"{esc(name)}: rank {optional_number(v['target_rank'], 'd')}, "
+                        f"p {optional_number(p, '.3g')}%, attribution {optional_number(v['attribution'], '+.4f')}")
     d = node["delta"]
-    rows.append(f"Δ rank {_fmt(d['target_rank'], '+d')}, Δ attribution {_fmt(d['attribution'], '+.4f')}, "
-                f"Δ log p {_fmt(d['log_prob'], '+.4f')}")
+    rows.append(f"Δ rank {optional_number(d['target_rank'], '+d')}, "
+                f"Δ attribution {optional_number(d['attribution'], '+.4f')}, "
+                f"Δ log p {optional_number(d['log_prob'], '+.4f')}")
     return "<br>".join(rows)
 
 
@@ -71,8 +68,8 @@ def diff_figure(diff: dict, labels: tuple[str, str] = ("before", "after"), heigh
                     "colorbar": {"title": {"text": "Δ", "side": "right"}, "thickness": 10},
                     "line": {"color": ["#222" if d["top_changed"] else "rgba(0,0,0,0.25)" for d, _ in members],
                              "width": [2.5 if d["top_changed"] else 0.5 for d, _ in members]}},
-            customdata=[[d["id"], _hover(d, labels)] for d, _ in members], hovertemplate="%{customdata[1]}<extra></extra>",
-            showlegend=False))
+            customdata=[[d["id"], _hover(d, labels)] for d, _ in members],
+            hovertemplate="%{customdata[1]}<extra></extra>", showlegend=False))
     lonely = [d for d in nodes.values() if d["present"] != "both"]
     if lonely:
         fig.add_trace(go.Scatter(

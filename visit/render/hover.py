@@ -32,6 +32,11 @@ def node_label(attrs: dict, width: int = 14) -> str:
     return esc(shown)
 
 
+def optional_number(value, spec: str) -> str:
+    """``value`` formatted with ``spec`` (``"+.3f"``, ``"d"`` ...), or "–" when it is unknown (None)."""
+    return "–" if value is None else format(value, spec)
+
+
 def _rank(rank) -> str:
     return "n/a" if rank is None else f"{rank}"
 

@@ -11,13 +11,10 @@ from __future__ import annotations
 from dash import dcc, html
 
 from visit.render.diff_figure import diff_figure
+from visit.render.hover import optional_number
 from visit.tokens import display_token
 from visit.ui.grid import column, data_grid
 from visit.ui.panels import PANEL_GRAPH_CONFIG
-
-
-def _num(value, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
 
 
 def side(title: str, info: dict, final: dict | None) -> html.Div:
@@ -27,16 +24,17 @@ def side(title: str, info: dict, final: dict | None) -> html.Div:
         html.Div(title, className="diff-side-title"),
         html.Div(info["prompt"], className="diff-prompt"),
         html.Div(f"position {info['position']} → target {display_token(info['target'])}", className="diff-target"),
-        html.Div(f"p(target) {_num(None if prob is None else 100 * prob, '.3g')}%, rank {_num(rank, 'd')}",
-                 className="diff-prob"),
+        html.Div(f"p(target) {optional_number(None if prob is None else 100 * prob, '.3g')}%, "
+                 f"rank {optional_number(rank, 'd')}", className="diff-prob"),
     ], className="diff-side")
 
 
 def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: int = 200,
               grid_id=None) -> html.Div:
-    """Side-by-side summary, the difference graph (:func:`visit.render.diff_figure.diff_figure`) and a grid (sorting, filtering, paging) of the ``rows`` most changed nodes
-    present on both sides, most changed first (changes: after - before). ``grid_id`` defaults to a
-    pattern-matching id named after ``labels``, so two difference views can share a page."""
+    """Side-by-side summary, the difference graph (:func:`visit.render.diff_figure.diff_figure`) and a grid
+    (sorting, filtering, paging) of the ``rows`` most changed nodes present on both sides, most changed first
+    (changes: after - before). ``grid_id`` defaults to :func:`changed_grid_id` of ``labels``, so two difference
+    views can share a page."""
     final = diff.get("final") or {}
     head = html.Div([side(labels[0], diff["before"], final.get("before")),
                      side(labels[1], diff["after"], final.get("after"))], className="diff-sides")

@@ -22,6 +22,7 @@ from visit.errors import VisitError
 from visit.models.overlay import session_weights
 from visit.tokens import display_token
 from visit.ui import ids
+from visit.ui.controls import parse_int
 from visit.ui.diff_view import diff_view, register_row_clicks
 from visit.ui.grid import column, data_grid
 from visit.ui.panels import causal_trace
@@ -92,15 +93,6 @@ def _prompts(text: str | None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _layer(value) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise VisitError(f"the layer must be a whole number, not {value!r}") from None
-
-
 def start(ctx, session_id: str, values: tuple):
     """Check the inputs, return the job: edit, measure before/after, diff the graphs (VisitError: the message)."""
     template, subject, old, new, method, layer, key, prompts = values
@@ -112,7 +104,7 @@ def start(ctx, session_id: str, values: tuple):
     request = make_request((template or "").strip() or analysis.trace.prompt, (subject or "").strip(),
                            (new or "").strip(), old)
     editor(method)  # an unknown method is an error now
-    layer = _layer(layer)
+    layer = parse_int(layer, "the layer", minimum=0)
     listed = _prompts(prompts)
     state = ctx.state(session_id)
     options = {"layer": layer}
@@ -148,11 +140,8 @@ def start_eval(ctx, session_id: str, values: tuple):
 
     method, layer, key, limit = values
     editor(method)
-    layer = _layer(layer)
-    try:
-        limit = int(limit if limit not in (None, "") else 3)
-    except (TypeError, ValueError):
-        raise VisitError(f"the number of records must be a whole number, not {limit!r}") from None
+    layer = parse_int(layer, "the layer", minimum=0)
+    limit = parse_int(limit, "the number of records", blank=3)
     if not 1 <= limit <= MAX_EVAL_RECORDS:
         raise VisitError(f"evaluate between 1 and {MAX_EVAL_RECORDS} records")
     vm = ctx.model(session_id)
@@ -275,7 +264,8 @@ def register_callbacks(app, ctx):
         placeholder = f"old object (blank: {display_token(analysis.target.token).strip()})"
         if (template or "").strip():
             return no_update, no_update, placeholder
-        subject = (subject or "").strip() if subject and subject.strip() in prompt else causal_trace.shipped_subject(prompt)
+        typed = (subject or "").strip()
+        subject = typed if typed and typed in prompt else causal_trace.shipped_subject(prompt)
         if subject and subject in prompt:
             return prompt.replace(subject, "{}", 1), subject, placeholder
         return prompt, no_update, placeholder
