@@ -40,8 +40,10 @@ def weights_changed(vm, deltas: Sequence[Delta] | Delta = (), key=None) -> Itera
     ends the weights and the version are again the ones before.
     """
     stack = [deltas] if isinstance(deltas, Mapping) else list(deltas)
-    for name in dict.fromkeys(n for d in stack for n in d):
-        parameter(vm, name)  # a clear message for a name the model lacks
+    known = dict(vm.model.named_parameters())
+    missing = [n for d in stack for n in d if n not in known]
+    if missing:
+        raise VisitError(f"the model has no parameter '{missing[0]}'")
     with vm.lock, vm.weights.changed(stack, key):
         yield
 

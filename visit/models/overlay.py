@@ -217,8 +217,10 @@ class ModelLock:
 
 
 def version_under(vm, overlay: Overlay | None = None):
-    """The weights' version as a thread working under ``overlay`` (default: this thread's) sees it."""
-    with session_weights(overlay if overlay is not None else current()), vm.lock:
+    """The weights' version as a thread working under ``overlay`` (default: this thread's) sees it: read on the
+    lock's shared side for the weights at rest (no wait behind another session's forward pass)."""
+    overlay = overlay if overlay is not None else current()
+    with session_weights(overlay), (vm.lock if overlay else vm.lock.reading()):
         return vm.weights.version
 
 
