@@ -191,3 +191,19 @@ def test_readers_at_rest_share_and_edits_wait_for_them(edited):
     w.join(30)
     assert not w.is_alive() and len(edited_seen) == 1 and not torch.equal(edited_seen[0], at_rest)
     assert torch.equal(read[0], dict(vm.model.named_parameters())[mlp_out_param(vm, 1)])  # the reader saw rest
+
+
+def test_an_exception_under_a_sessions_weights_restores_and_frees_the_lock(edited):
+    vm, stack = edited
+    at_rest = {n: p.detach().clone() for n, p in vm.model.named_parameters()}
+    with pytest.raises(RuntimeError):
+        with session_weights(stack.overlay()), vm.lock:
+            raise RuntimeError("boom")
+    assert not vm.lock.held_by_me()
+    assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())
+    assert vm.weights.version == version_under(vm, NONE)
+    done = []
+    t = threading.Thread(target=lambda: done.append(logits_of(vm)))  # another session: lock and write side free
+    t.start()
+    t.join(30)
+    assert done and version_under(vm, stack.overlay()) != vm.weights.version
