@@ -135,6 +135,40 @@ def test_page_loads_without_console_errors(browser, server):
     assert severe_errors(browser) == []
 
 
+def shown_errors(driver) -> list[str]:
+    """Error texts on the page: the app's messages and the pin bar's note."""
+    texts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".message-error") if e.text.strip()]
+    note = driver.find_element(By.ID, "pins-note").text.strip()
+    return texts + ([note] if note else [])
+
+
+def test_the_landing_page_shows_no_error_nobody_asked_for(browser, server):
+    """Stores' first values as the page loads used to reach the trace ("the prompt is empty") and the pin bar
+    ("'' is not a node id")."""
+    open_page(browser, server)
+    wait(browser, lambda d: state(server, d) is not None and session_id(d), what="the session")
+    time.sleep(2)  # the page's first callbacks have answered
+    assert shown_errors(browser) == [] and state(server, browser).analysis is None
+    assert severe_errors(browser) == []
+
+
+def test_reloading_a_linked_view_keeps_it(browser, server):
+    """F5 on a page whose URL holds a view: the same tab keeps its session, whose request equals the URL; the
+    page used to take the URL for one it had just written itself and leave its blank controls alone."""
+    open_page(browser, server, "?prompt=The+capital+of+France+is&layers=0-1")
+    wait(browser, lambda d: state(server, d).analysis is not None and d.execute_script(GRAPH_JS) > 0,
+         what="the linked view")
+    version = state(server, browser).version
+    browser.refresh()
+    wait(browser, lambda d: d.find_elements(By.ID, ids.PROMPT)
+         and d.find_element(By.ID, ids.PROMPT).get_attribute("value") == "The capital of France is",
+         what="the prompt restored")
+    wait(browser, lambda d: state(server, d).version > version and d.execute_script(GRAPH_JS) > 0,
+         what="the view drawn again")
+    assert browser.find_element(By.ID, ids.LAYER_END).get_attribute("value") == "1"
+    assert shown_errors(browser) == []
+
+
 def test_trace_draws_graph_strip_and_predictions(browser, server):
     open_page(browser, server)
     analysis = trace(browser, server, "The capital of France is")

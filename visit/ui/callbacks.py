@@ -84,6 +84,8 @@ def register(app, registry, sessions, analyze):
         trigger = ids.URL_TRACE if f"{ids.URL_TRACE}.data" in ctx.triggered_prop_ids else ctx.triggered_id
         if isinstance(trigger, dict) and (not ctx.triggered or not ctx.triggered[0]["value"]):
             return unchanged()  # new chips or tokens were drawn, nobody clicked one
+        if trigger == ids.URL_TRACE and not triggers["url"]:
+            return unchanged()  # the page loading with no view in its URL: nothing to trace, nothing to complain of
         state = sessions.get(controls["session_id"])
         with state.lock:  # a second Enter waits for the first trace instead of interleaving with it
             try:

@@ -137,6 +137,8 @@ def register(app, sessions, details_node: str | None = None) -> None:
         prevent_initial_call=True)
     def on_pin(pin_click, _pin, _group, _ungroup, _label, only, _clear, group_name, label, session_id):
         trigger = dash_ctx.triggered_id
+        if trigger == ids.PIN_CLICK and not (pin_click or {}).get("node"):
+            return no_update, no_update, no_update  # the store's first value as the page loads: nobody clicked
         state = sessions.get(session_id)
         with state.lock:  # not while a trace replaces the analysis
             old = state.curation
