@@ -10,6 +10,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
 from visit import limits
 from visit.errors import VisitError
+from visit.graph.groups import EMPTY
 from visit.models.overlay import session_weights
 from visit.ui import fast, ids, url_state, views
 from visit.ui import queue as trace_queue
@@ -98,14 +99,22 @@ def register(app, registry, sessions, analyze):
 
     def trace_for(trigger, triggers, controls, state) -> dict:
         out, chip_id, target = unchanged(), None, None
+        switch_notes: list[str] = []
         try:
             link = (triggers["url"] or {}) if trigger == ids.URL_TRACE else {}
             if trigger in (ids.MODEL_LOAD, ids.MODEL_INPUT) or link.get("model"):
                 vm = registry.get(controls["model_name"])
-                state.model_name = registry.key(controls["model_name"])
+                key = registry.key(controls["model_name"])
+                if key != registry.key(state.model_name):
+                    switched = forget_other_model(state)
+                    if switched:
+                        switch_notes.append(switched)
+                state.model_name = key
                 out["model_status"] = describe(vm)
                 if not (controls["prompt"] or "").strip():
-                    out["message"] = views.messages(notes=[f"loaded {vm.name}"])
+                    out["message"] = views.messages(notes=[*switch_notes, f"loaded {vm.name}"])
+                    if state.analysis is None:
+                        out["figure"] = views.empty_figure()
                     return out
             vm = registry.get(state.model_name)
             if trigger == ids.GRAPH_REQUEST:
@@ -168,6 +177,8 @@ def register(app, registry, sessions, analyze):
         state.analysis, state.request = analysis, request
         state.version += 1
         out.update(present(analysis, vm, state.version, state.view, controls["relayout"]))
+        if switch_notes:
+            out["message"] = views.messages(notes=[*switch_notes, *(analysis.notes or [])])
         if redrawn and trigger in (ids.GRAPH_REQUEST, ids.PRUNE_BY, ids.CIRCUIT_SHARE):
             # the same pass, changed from the page that shows it: send only the graph's traces (dash.Patch) and
             # keep chips, strip and tokens (Enter or Trace send everything: the page may have been reloaded)
@@ -199,6 +210,16 @@ def register(app, registry, sessions, analyze):
             log.exception("export failed")
             return no_update, views.messages(errors=[f"export failed: {type(exc).__name__}: {exc}"])
         return dcc.send_string(page, report_filename(analysis.trace.prompt)), no_update
+
+
+def forget_other_model(state) -> str:
+    """A session switching models drops what named the old model's nodes (marks, pins, groups, labels) and the
+    old model's graph: node ids like L27.N846 mean nothing, or something else, in another model. Returns a note
+    for the user ("" when there was nothing to drop)."""
+    had = bool(state.marks) or not state.curation.is_empty() or state.curation.selected is not None
+    state.marks, state.curation = {}, EMPTY
+    state.analysis, state.request = None, None
+    return "the marks, pins, groups and labels of the previous model were cleared" if had else ""
 
 
 def present(analysis, vm, version: int, view=None, relayout=None) -> dict:

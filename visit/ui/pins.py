@@ -117,8 +117,9 @@ def change(c: groups.Curation, trigger: str, *, node=None, selected=None, group_
         return groups.set_label(c, selected, label or "")
     if trigger == ONLY:
         return groups.Curation(c.pins, c.groups, c.labels, c.selected, bool(only))
-    if trigger == CLEAR:
-        return groups.Curation(selected=c.selected)
+    if trigger == CLEAR:  # a selected group goes with the groups (Details and the URL would name a ghost)
+        kept = c.selected if c.selected is not None and c.group(c.selected) is None else None
+        return groups.Curation(selected=kept)
     return c
 
 

@@ -83,6 +83,15 @@ def prompt_tokens(tokens: list[str], position: int) -> list:
             for i, t in enumerate(tokens)]
 
 
+def empty_figure(text: str = "Type a prompt and press Trace") -> dict:
+    """The graph box before anything is traced (or after a model switch cleared the old model's graph)."""
+    return {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                   "annotations": [{"text": text, "showarrow": False,
+                                                    "font": {"size": 16, "color": "#888"}}],
+                                   "plot_bgcolor": "white", "paper_bgcolor": "white",
+                                   "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}}
+
+
 def message(kind: str, text: str) -> html.Div:
     return html.Div(text, className=f"message message-{kind}", role="alert" if kind == "error" else "status")
 
