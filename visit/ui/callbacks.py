@@ -42,6 +42,8 @@ TRIGGERS = dict(
     prompt_enter=Input(ids.PROMPT, "n_submit"),
     target_enter=Input(ids.TARGET, "n_submit"),
     position_enter=Input(ids.POSITION, "n_submit"),
+    layer_start_enter=Input(ids.LAYER_START, "n_submit"),  # Enter in a layer box re-draws (blank: all layers)
+    layer_end_enter=Input(ids.LAYER_END, "n_submit"),
     chips=Input({"type": ids.PREDICTION_CHIP, "index": ALL}, "n_clicks"),
     tokens=Input({"type": ids.PROMPT_TOKEN, "index": ALL}, "n_clicks"),
     graph_request=Input(ids.GRAPH_REQUEST, "data"),
@@ -100,6 +102,7 @@ def register(app, registry, sessions, analyze):
     def trace_for(trigger, triggers, controls, state) -> dict:
         out, chip_id, target = unchanged(), None, None
         switch_notes: list[str] = []
+        moved: dict = {}
         try:
             link = (triggers["url"] or {}) if trigger == ids.URL_TRACE else {}
             if trigger in (ids.MODEL_LOAD, ids.MODEL_INPUT) or link.get("model"):
@@ -185,6 +188,11 @@ def register(app, registry, sessions, analyze):
             out["figure"] = fast.patch_data(out["figure"])
             for key in ("predictions", "suggestions", "strip", "tokens", "model_status"):
                 out[key] = no_update
+        if trigger == ids.GRAPH_REQUEST and moved:  # a panel moved the graph: the boxes say where it is now
+            if "position" in moved:
+                out["position"] = analysis.trace.position
+            if "target_id" in moved:
+                out["target"] = analysis.target.token
         if out["target"] is no_update and request.target_text is None:
             out["target"] = ""
         return out
