@@ -250,6 +250,9 @@ def present(analysis, vm, version: int, view=None, relayout=None) -> dict:
     notes = list(analysis.notes or [])
     if analysis.target.note and analysis.target.note not in notes:
         notes.insert(0, analysis.target.note)
+    edited = views.edited_note(analysis.trace.overlay)
+    if edited:
+        notes.insert(0, edited)
     return dict(
         figure=figure,
         message=views.messages(notes=notes),
