@@ -466,3 +466,29 @@ def test_default_model_paris(browser, default_model):
         assert severe_errors(browser) == []
     finally:
         srv.stop()
+
+
+def test_a_double_click_shows_every_layer_and_the_hint_says_so(browser, tokenizer):
+    """A graph deeper than the first view's 4 layers opens on its last 4 ("Showing the last 4 of 6"); a
+    double-click (autorange) shows all of them, and the hint must stop saying "the last 4"."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from visit.models import wrap_model
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    srv = Server(create_app(model=wrap_model(model, tokenizer, "tiny-llama-6")))
+    try:
+        open_page(browser, srv)
+        trace(browser, srv, "The capital of France is")
+        hint = lambda d: d.find_element(By.ID, ids.GRAPH_HINT).text  # noqa: E731
+        assert "last 4 of 6" in hint(browser)
+        browser.execute_script("const g = document.querySelector('#%s .js-plotly-plot');"
+                               "Plotly.relayout(g, {'xaxis.autorange': true, 'yaxis.autorange': true});" % ids.GRAPH)
+        wait(browser, lambda d: "All drawn layers" in hint(d), what="the hint after a double-click")
+        assert severe_errors(browser) == []
+    finally:
+        srv.stop()

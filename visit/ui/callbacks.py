@@ -68,6 +68,14 @@ CONTROLS = dict(
 )
 
 
+HINT_AFTER_ZOOM_JS = """
+function(relayout, hint) {
+    if (!relayout || !relayout['xaxis.autorange'] || !hint) { return window.dash_clientside.no_update; }
+    return 'All drawn layers are shown: drag to pan, scroll to zoom.';
+}
+"""
+
+
 def unchanged() -> dict:
     return {key: ({k: no_update for k in value} if isinstance(value, dict) else no_update)
             for key, value in OUTPUTS.items()}
@@ -198,6 +206,10 @@ def register(app, registry, sessions, analyze):
         return out
 
     fast.register_completion(app, sessions)
+    # the hint says what is shown: a double-click (autorange) shows every drawn layer, so "the last 4" is over
+    app.clientside_callback(HINT_AFTER_ZOOM_JS, Output(ids.GRAPH_HINT, "children", allow_duplicate=True),
+                            Input(ids.GRAPH, "relayoutData"), State(ids.GRAPH_HINT, "children"),
+                            prevent_initial_call=True)
 
     @app.callback(Output(ids.DOWNLOAD, "data"), Output(ids.MESSAGE, "children", allow_duplicate=True),
                   Input(ids.EXPORT, "n_clicks"), State(ids.SESSION, "data"), prevent_initial_call=True)
