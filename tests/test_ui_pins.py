@@ -61,6 +61,7 @@ def test_pin_group_label_without_a_forward_pass(served, monkeypatch):
     assert curation_from_query(parse_query(search)) == state.curation
     page = client.export(session)[f"{ids.DOWNLOAD}.data"]["content"]
     assert "two &lt;heads&gt;" in page and "grp=G1" in page
+    assert f"<a class='view-link' href='{server.url}?" in page  # the view is a link to this app
     # a new trace of the same prompt keeps the curation (sticky in the session)
     client.trace(session, PROMPT, clicks=2)
     assert "G1" in app.visit_sessions.analysis(session).graph

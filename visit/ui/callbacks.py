@@ -6,6 +6,7 @@ import logging
 import re
 from dataclasses import replace
 
+import flask
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
 from visit import limits
@@ -223,7 +224,8 @@ def register(app, registry, sessions, analyze):
         from visit.pipeline import export_html
 
         try:
-            page = export_html(analysis, link=url_state.encode(sessions.get(session_id)) or None)
+            page = export_html(analysis, link=url_state.encode(sessions.get(session_id)) or None,
+                               app_url=flask.request.host_url)
         except VisitError as exc:
             return no_update, views.messages(errors=[str(exc)])
         except Exception as exc:  # noqa: BLE001
