@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from visit.analyses.report import report_sections, study_html
+from visit.report.analyses import report_sections, study_html
 from visit.analyses.study import run_study
 from visit.cli import main
 from visit.errors import VisitError

@@ -54,7 +54,7 @@ def run(args) -> int:
     if args.json_path:
         write_json(args.json_path, ct.to_json())
     if args.html_path:
-        from visit.localization.report import trace_page
+        from visit.report.causal_trace import trace_page
 
         write_text(args.html_path, trace_page(ct, vm.name))
     return 0
@@ -106,7 +106,7 @@ def _run_study(vm, args, kinds) -> int:
     if args.json_path:
         write_json(args.json_path, study.to_json())
     if args.html_path:
-        from visit.localization.report import study_page
+        from visit.report.causal_trace import study_page
 
         write_text(args.html_path, study_page(study, vm.name))
     return 0

@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from visit.analyses.report import write_study_html, write_study_json
+    from visit.report.analyses import write_study_html, write_study_json
     from visit.analyses.study import run_study
     from visit.errors import VisitError
     from visit.prompts import default_prompt_file, load_prompt_file

@@ -19,11 +19,11 @@ from visit.tokens import display_token
 log = logging.getLogger(__name__)
 
 REPORT_SECTION_PROVIDERS: tuple[str, ...] = (
-    "visit.analyses.report:report_sections",
-    "visit.attribution.report:report_sections",
-    "visit.localization.report:report_sections",
-    "visit.localization.kn_report:report_sections",
-    "visit.editing.report:report_sections",
+    "visit.report.analyses:report_sections",
+    "visit.report.attribution:report_sections",
+    "visit.report.causal_trace:report_sections",
+    "visit.report.knowledge_neurons:report_sections",
+    "visit.report.editing:report_sections",
 )
 
 

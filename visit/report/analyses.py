@@ -2,7 +2,7 @@
 
 ``report_sections`` is registered in :data:`visit.report.REPORT_SECTION_PROVIDERS`. The study
 report embeds plotly.js once (with the first figure) so it opens offline; every user string is
-escaped (titles here, table cells in :meth:`visit.analyses.figures.Table.to_html`).
+escaped (titles here, table cells in :meth:`visit.render.analyses.Table.to_html`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import html
 import json
 from pathlib import Path
 
-from visit.analyses import figures
+from visit.render import analyses as figures
 from visit.analyses.cache import per_trace
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visit.attribution import figures
+from visit.render import attribution as figures
 from visit.attribution.cache import memo
 from visit.tokens import display_token
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from visit.localization import figures
+from visit.render import causal_trace as figures
 from visit.localization.causal_trace import CausalTrace
 from visit.tokens import display_token
 

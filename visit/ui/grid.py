@@ -18,7 +18,7 @@ format (Python's ``format`` mini-language: ``".4f"``, ``"+.3f"``, ``".1%"``, ``"
 
 Offline: the grid's JavaScript ships inside the ``dash_ag_grid`` Python package and the app serves it
 (``serve_locally=True``); the theme is AG Grid's Theming API (CSS injected by that JavaScript), so no
-stylesheet comes from a CDN. The HTML report keeps plain HTML tables (:class:`visit.analyses.figures.Table`).
+stylesheet comes from a CDN. The HTML report keeps plain HTML tables (:class:`visit.render.analyses.Table`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 from dash import dcc, html
 
 from visit import limits
-from visit.analyses.figures import Table
+from visit.render.analyses import Table
 from visit.errors import VisitError
 from visit.ui.grid import column, data_grid
 from visit.ui.panels import PANEL_GRAPH_CONFIG

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
-from visit.attribution import figures
+from visit.render import attribution as figures
 from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
 from visit.errors import VisitError
 from visit.tokens import display_token
@@ -90,7 +90,7 @@ def _table(entries: list[dict], tokens: list[str]):
 
 def panel_content(analysis, kind: str, method: str, top: int):
     """(layer figure, head figure, table, note) for an analysis; raises VisitError on bad input."""
-    from visit.attribution.report import head_scores, layer_scores, ranked
+    from visit.report.attribution import head_scores, layer_scores, ranked
 
     tr, target = analysis.trace, analysis.target
     note = f"target {display_token(target.token)}"

@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
-from visit.localization import figures
+from visit.render import causal_trace as figures
 from visit.localization.causal_trace import KINDS, causal_trace
 from visit.tokens import display_token
 from visit.ui import ids

@@ -17,7 +17,7 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit.editing.before_after import before_after, make_request
 from visit.editing.edit import EDITORS, editor
-from visit.editing.report import compact_difference, percent
+from visit.report.editing import compact_difference, percent
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
 from visit.tokens import display_token

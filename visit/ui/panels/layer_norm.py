@@ -6,7 +6,7 @@ import logging
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.analyses import figures
+from visit.render import analyses as figures
 from visit.analyses.cache import per_trace
 from visit.tokens import display_token
 from visit.ui import ids

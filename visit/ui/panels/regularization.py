@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.analyses import figures
+from visit.render import analyses as figures
 from visit.analyses.regularization import FLAG_LABEL, strongest
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (register_study_callbacks, sections_component, study_controls,
