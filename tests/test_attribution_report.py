@@ -35,9 +35,9 @@ def test_tables_escape_tokens(tiny_factory):
 def test_report_includes_attribution_sections(tiny_factory):
     from visit.report.attribution import report_sections
     from visit.pipeline import analyze
-    from visit.report import REPORT_SECTION_PROVIDERS
+    from visit.report import SECTIONS
 
-    assert "visit.report.attribution:report_sections" in REPORT_SECTION_PROVIDERS
+    assert report_sections in SECTIONS
     vm = tiny_factory("gpt2", seed=9)
     analysis = analyze(vm, "The capital of France is", " Paris")
     sections = report_sections(analysis)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from visit.attribution.baselines import METHODS, ffn_method_scores
+from visit.attribution.cache import memo
 from visit.attribution.logprob import FrozenLens, head_logprob_increase, layer_logprob_increase
 from visit.errors import VisitError
 from visit.tokens import token_string
@@ -97,3 +98,19 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
     for e, toks in zip(entries, _top_tokens(trace, lens, vectors, n_tokens)):
         e["top_tokens"] = toks
     return entries
+
+
+def layer_scores(trace, target_id: int) -> dict[str, torch.Tensor]:
+    """``{"attn", "ffn"} -> [n_layers]``: :func:`~visit.attribution.logprob.layer_logprob_increase`, memoised."""
+    return memo(trace, ("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
+
+
+def head_scores(trace, target_id: int) -> torch.Tensor:
+    """``[n_layers, n_heads]``: :func:`~visit.attribution.logprob.head_logprob_increase`, memoised per trace."""
+    return memo(trace, ("heads", target_id), lambda: head_logprob_increase(trace, target_id))
+
+
+def ranked(trace, target_id: int, kind: str, method: str = "logp_increase", top: int = 20) -> list[dict]:
+    """:func:`ranked_components`, memoised per trace (the panel and the report ask for the same list)."""
+    return memo(trace, ("ranked", target_id, kind, method, top),
+                lambda: ranked_components(trace, target_id, kind, method, top))

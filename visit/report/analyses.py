@@ -29,7 +29,7 @@ def trace_alignment(trace):
 
 def report_sections(analysis) -> list:
     """Layer-norm filter, alignment and flagged neurons for the analysed prompt."""
-    from visit.report import ReportSection
+    from visit.report.page import ReportSection
 
     trace, target = analysis.trace, analysis.target
     rows = trace_ln_filter(trace, target.id)

@@ -30,7 +30,7 @@ def trace_sections(ct: CausalTrace) -> list[tuple[str, str]]:
 
 def report_sections(analysis) -> list:
     """The session's causal trace, when the Causal trace panel computed one for this analysis."""
-    from visit.report import ReportSection
+    from visit.report.page import ReportSection
 
     ct = analysis.extras.get("causal_trace")
     if ct is None:
@@ -51,7 +51,7 @@ def _with_plotlyjs(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 def trace_page(ct: CausalTrace, model_name: str) -> str:
     """A standalone offline page with the three heatmaps."""
-    from visit.report import standalone_page
+    from visit.report.page import standalone_page
 
     return standalone_page(f"visit causal trace: {ct.prompt}", f"Causal trace ({model_name})",
                            _with_plotlyjs(trace_sections(ct)))
@@ -59,7 +59,7 @@ def trace_page(ct: CausalTrace, model_name: str) -> str:
 
 def study_page(study, model_name: str) -> str:
     """A standalone offline page with the averaged curves per kind."""
-    from visit.report import standalone_page
+    from visit.report.page import standalone_page
 
     s = study.summary()
     buckets = study.buckets()

@@ -72,7 +72,7 @@ def edit_html(edit) -> str:
 
 def report_sections(analysis) -> list:
     """The edits the analysis's trace was computed with, in the order applied."""
-    from visit.report import ReportSection
+    from visit.report.page import ReportSection
 
     edits = getattr(getattr(analysis.trace, "overlay", None), "edits", ())
     if not edits:

@@ -39,7 +39,7 @@ def kn_html(kn) -> str:
 
 def report_sections(analysis) -> list:
     """The knowledge neurons, when the panel computed them for this analysis."""
-    from visit.report import ReportSection
+    from visit.report.page import ReportSection
 
     kn = analysis.extras.get("knowledge_neurons")
     if kn is None:

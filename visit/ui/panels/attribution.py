@@ -90,7 +90,7 @@ def _table(entries: list[dict], tokens: list[str]):
 
 def panel_content(analysis, kind: str, method: str, top: int):
     """(layer figure, head figure, table, note) for an analysis; raises VisitError on bad input."""
-    from visit.report.attribution import head_scores, layer_scores, ranked
+    from visit.attribution.ranking import head_scores, layer_scores, ranked
 
     tr, target = analysis.trace, analysis.target
     note = f"target {display_token(target.token)}"
