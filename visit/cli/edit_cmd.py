@@ -9,8 +9,7 @@ from visit.tokens import display_token
 
 
 def register(sub) -> None:
-    from visit.editing.edit import EDITORS
-    import visit.editing  # noqa: F401  (registers the editors)
+    from visit.editing.editors import EDITORS
 
     p = sub.add_parser("edit", help="edit one fact (ROME, KN-E, CNE) and compare the top tokens before and after")
     p.add_argument("template", help="the prompt with {} where the subject goes, e.g. 'The capital of {} is' "

@@ -8,8 +8,7 @@ from visit.errors import VisitError
 
 
 def register(sub) -> None:
-    from visit.editing.edit import EDITORS
-    import visit.editing  # noqa: F401  (registers the editors)
+    from visit.editing.editors import EDITORS
 
     p = sub.add_parser("edit-eval", help="CounterFact evaluation of an editor (ES/EM/PS/PM/NS/NM/S, seed 001 "
                                          "Table 3)")

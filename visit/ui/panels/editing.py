@@ -16,7 +16,7 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
 from visit.editing.before_after import before_after, make_request
-from visit.editing.edit import EDITORS, editor
+from visit.editing.editors import EDITORS, editor
 from visit.report.editing import compact_difference, percent
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
