@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import sys
 
-from visit.cli import add_model_options, load_from_args
+from visit.cli.options import add_model_options, load_from_args
 from visit.errors import VisitError
 
 

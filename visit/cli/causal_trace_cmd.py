@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from visit.cli import add_model_options, load_from_args, progress_bar, write_json, write_text
+from visit.cli.options import add_model_options, load_from_args, progress_bar, write_json, write_text
 from visit.errors import VisitError
 from visit.localization.causal_trace import KINDS
 from visit.tokens import display_token

@@ -3,7 +3,7 @@ and the unedited model."""
 
 from __future__ import annotations
 
-from visit.cli import add_model_options, load_from_args, progress_bar, write_json
+from visit.cli.options import add_model_options, load_from_args, progress_bar, write_json
 from visit.errors import VisitError
 
 

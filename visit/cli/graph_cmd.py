@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.graph.settings import GraphSettings, parse_layers, normalise_flags
 from visit.tokens import display_token

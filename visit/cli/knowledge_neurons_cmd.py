@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.tokens import display_token
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from visit.cli import add_model_options, load_from_args
+from visit.cli.options import add_model_options, load_from_args
 from visit.tokens import display_token
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.tokens import display_token, resolve_target
 

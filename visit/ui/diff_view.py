@@ -14,7 +14,7 @@ from visit.render.diff_figure import diff_figure
 from visit.render.hover import optional_number
 from visit.tokens import display_token
 from visit.ui.grid import column, data_grid
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 
 
 def side(title: str, info: dict, final: dict | None) -> html.Div:

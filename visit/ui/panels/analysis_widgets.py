@@ -18,7 +18,7 @@ from visit import limits
 from visit.render.analyses import Table
 from visit.errors import VisitError
 from visit.ui.grid import column, data_grid
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
 

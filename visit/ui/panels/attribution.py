@@ -17,7 +17,7 @@ from visit.errors import VisitError
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.grid import column, data_grid, first_clicked, shown_key
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 
 TITLE = "Attribution"
 PREFIX = "attribution"

@@ -15,7 +15,7 @@ from visit.render import causal_trace as figures
 from visit.localization.causal_trace import KINDS, causal_trace
 from visit.tokens import display_token
 from visit.ui import ids
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 from visit.ui.state import request_graph_update
 

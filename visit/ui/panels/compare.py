@@ -13,7 +13,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from visit.errors import VisitError
 from visit.ui import ids
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.state import request_graph_update
 
 TITLE = "Compare"

@@ -15,7 +15,7 @@ from visit.errors import VisitError
 from visit.ui import ids
 from visit.ui.clicks import node_id_from_click
 from visit.ui.grid import column, data_grid
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 
 TITLE = "Verify"
 NODES = "verify-nodes"
