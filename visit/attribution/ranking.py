@@ -13,6 +13,7 @@ import torch
 
 from visit.attribution.baselines import METHODS, ffn_method_scores
 from visit.attribution.cache import memo
+from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
 from visit.attribution.logprob import FrozenLens, head_logprob_increase, layer_logprob_increase
 from visit.errors import VisitError
 from visit.tokens import token_string
@@ -31,8 +32,6 @@ def _top_tokens(trace, lens: FrozenLens, vectors: torch.Tensor, k: int) -> list[
 def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "logp_increase", top: int = 20,
                       n_tokens: int = 8, bottom: bool = False) -> list[dict]:
     """The ``top`` components of ``kind`` by ``method`` (``bottom=True``: the most negative)."""
-    from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
-
     if kind not in KINDS:
         raise VisitError(f"unknown kind '{kind}'; choose one of {', '.join(KINDS)}")
     if method not in METHODS:
@@ -63,8 +62,6 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
             res = ffn_neuron_scores(trace, target_id, k=0 if bottom else top, k_bottom=top if bottom else 0)
             scores = res.scores
         else:
-            from visit.attribution.cache import memo
-
             scores = memo(trace, ("method", target_id, method),
                           lambda: ffn_method_scores(trace, target_id, methods=(method,))[method])
         vals, idx = scores.reshape(-1).topk(min(top, scores.numel()), largest=not bottom)

@@ -27,16 +27,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
-    from visit.models import load_model
-
     return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
                       max_memory=args.max_memory)
 
 
 def progress_bar(desc: str):
     """``(bar, progress)``: a tqdm bar on stderr and a ``progress(done, total, note="")`` callback for it."""
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=0, desc=desc, file=sys.stderr, leave=False)
 
     def progress(done: int, total: int, note: str = "") -> None:
@@ -50,8 +46,6 @@ def progress_bar(desc: str):
 
 def write_text(path: str, text: str) -> None:
     """Write ``text`` as UTF-8 and say so; an unwritable path is a user error."""
-    from pathlib import Path
-
     try:
         Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
@@ -61,6 +55,4 @@ def write_text(path: str, text: str) -> None:
 
 def write_json(path: str, data, indent: int | None = 2) -> None:
     """Write ``data`` as UTF-8 JSON; an unwritable path is a user error."""
-    import json
-
     write_text(path, json.dumps(data, indent=indent, ensure_ascii=False))

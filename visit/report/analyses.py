@@ -11,26 +11,23 @@ import html
 import json
 from pathlib import Path
 
+from visit.analyses.alignment import attention_alignment
 from visit.render import analyses as figures
 from visit.analyses.cache import per_trace
+from visit.analyses.ln_filter import layer_norm_filter
+from visit.report.page import ReportSection
 
 
 def trace_ln_filter(trace, target_id):
-    from visit.analyses.ln_filter import layer_norm_filter
-
     return per_trace(trace, ("ln_filter", target_id), lambda: layer_norm_filter(trace, target_id))
 
 
 def trace_alignment(trace):
-    from visit.analyses.alignment import attention_alignment
-
     return per_trace(trace, "alignment", lambda: attention_alignment(trace))
 
 
 def report_sections(analysis) -> list:
     """Layer-norm filter, alignment and flagged neurons for the analysed prompt."""
-    from visit.report.page import ReportSection
-
     trace, target = analysis.trace, analysis.target
     rows = trace_ln_filter(trace, target.id)
     sections = [

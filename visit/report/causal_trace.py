@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from html import escape
 
+import plotly.offline
+
 from visit.render import causal_trace as figures
 from visit.localization.causal_trace import CausalTrace
+from visit.report.page import ReportSection, standalone_page
 from visit.tokens import display_token
 
 
@@ -30,8 +33,6 @@ def trace_sections(ct: CausalTrace) -> list[tuple[str, str]]:
 
 def report_sections(analysis) -> list:
     """The session's causal trace, when the Causal trace panel computed one for this analysis."""
-    from visit.report.page import ReportSection
-
     ct = analysis.extras.get("causal_trace")
     if ct is None:
         return []
@@ -43,24 +44,18 @@ def report_sections(analysis) -> list:
 
 
 def _with_plotlyjs(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    import plotly.offline
-
     script = f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
     return [(parts[0][0], script + parts[0][1])] + parts[1:] if parts else parts
 
 
 def trace_page(ct: CausalTrace, model_name: str) -> str:
     """A standalone offline page with the three heatmaps."""
-    from visit.report.page import standalone_page
-
     return standalone_page(f"visit causal trace: {ct.prompt}", f"Causal trace ({model_name})",
                            _with_plotlyjs(trace_sections(ct)))
 
 
 def study_page(study, model_name: str) -> str:
     """A standalone offline page with the averaged curves per kind."""
-    from visit.report.page import standalone_page
-
     s = study.summary()
     buckets = study.buckets()
     parts = [("Summary", f"<p>{s['n']} facts (skipped {len(s['skipped'])}); mean p(clean) = {s['p_clean']:.4f}, "

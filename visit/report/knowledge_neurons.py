@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
+from visit.report.page import ReportSection
 from visit.tokens import display_token
 
 MAX_ROWS = 30
@@ -39,8 +40,6 @@ def kn_html(kn) -> str:
 
 def report_sections(analysis) -> list:
     """The knowledge neurons, when the panel computed them for this analysis."""
-    from visit.report.page import ReportSection
-
     kn = analysis.extras.get("knowledge_neurons")
     if kn is None:
         return []

@@ -6,6 +6,7 @@ import logging
 
 from dash import Input, Output, State, dcc, html, no_update
 
+from visit.analyses.alignment import attention_alignment
 from visit.render import analyses as figures
 from visit.analyses.cache import per_trace
 from visit.tokens import display_token
@@ -35,8 +36,6 @@ def layout():
 
 
 def alignment_of(analysis):
-    from visit.analyses.alignment import attention_alignment
-
     tr = analysis.trace
     return per_trace(tr, ("alignment", K), lambda: attention_alignment(tr, k=K))
 

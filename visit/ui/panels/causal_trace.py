@@ -13,6 +13,8 @@ from visit import limits
 from visit.errors import VisitError
 from visit.render import causal_trace as figures
 from visit.localization.causal_trace import KINDS, causal_trace
+from visit.localization.subject import find_subject
+from visit.prompts import default_prompt_file, load_prompt_file
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.charts import PANEL_GRAPH_CONFIG
@@ -61,7 +63,6 @@ def start(ctx, session_id: str, values: tuple):
         raise VisitError("pick at least one kind of state to restore")
     target = (target or "").strip("\n") or analysis.target.id
     vm, prompt = analysis.vm, analysis.trace.prompt
-    from visit.localization.subject import find_subject
 
     find_subject(vm.tokenizer, prompt, subject)  # a bad subject is an error now, not in the job
 
@@ -125,8 +126,6 @@ def register_callbacks(app, ctx):
 
 
 def shipped_subject(prompt: str) -> str | None:
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     for case in load_prompt_file(default_prompt_file()):
         if case.subject and case.prompt.strip() == prompt.strip():
             return case.subject

@@ -12,10 +12,13 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
+from visit.localization.integrated_gradients import check_steps
+from visit.localization.knowledge_neurons import knowledge_neurons
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.grid import column, data_grid, first_clicked
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
+from visit.ui.state import request_graph_update
 
 TITLE = "Knowledge neurons"
 PREFIX = "kn"
@@ -64,9 +67,6 @@ def _number(value, default, what: str) -> float:
 
 def make_job(analysis, paraphrases_text, steps, threshold, share):
     """Check the panel's inputs (server-side caps) and return the job function."""
-    from visit.localization.integrated_gradients import check_steps
-    from visit.localization.knowledge_neurons import knowledge_neurons
-
     if analysis is None:
         raise VisitError("trace a prompt first")
     steps = check_steps(20 if steps in (None, "") else steps, capped=True)
@@ -129,8 +129,6 @@ def render(kn, finished: bool = True):
 
 
 def register_callbacks(app, ctx):
-    from visit.ui.state import request_graph_update
-
     register_job_callbacks(
         app, ctx, PREFIX, KIND,
         start=lambda c, session_id, values: make_job(c.analysis(session_id), *values),
