@@ -1,9 +1,9 @@
 """Attribution figures and report sections: shapes, escaping, registration."""
 
-from visit.render import attribution as figures
 from visit.attribution.contrast import contrast
 from visit.attribution.logprob import head_logprob_increase, layer_logprob_increase
 from visit.attribution.ranking import ranked_components
+from visit.render import attribution as figures
 from visit.tracer import trace
 
 

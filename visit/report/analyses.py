@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from visit.analyses.alignment import attention_alignment
-from visit.render import analyses as figures
 from visit.analyses.cache import per_trace
 from visit.analyses.ln_filter import layer_norm_filter
+from visit.render import analyses as figures
 from visit.report.page import ReportSection
 
 

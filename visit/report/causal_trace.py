@@ -6,8 +6,8 @@ from html import escape
 
 import plotly.offline
 
-from visit.render import causal_trace as figures
 from visit.localization.causal_trace import CausalTrace
+from visit.render import causal_trace as figures
 from visit.report.page import ReportSection, standalone_page
 from visit.tokens import display_token
 

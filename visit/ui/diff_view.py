@@ -14,8 +14,8 @@ from visit.render.diff_figure import diff_figure
 from visit.render.hover import optional_number
 from visit.tokens import display_token
 from visit.ui import ids
-from visit.ui.grid import clicked_row, column, data_grid
 from visit.ui.charts import PANEL_GRAPH_CONFIG
+from visit.ui.grid import clicked_row, column, data_grid
 from visit.ui.state import request_graph_update
 
 

@@ -16,11 +16,11 @@ from dash import State, dcc, html
 
 from visit import limits
 from visit.analyses.study import run_study
-from visit.render.analyses import Table
 from visit.errors import VisitError
 from visit.prompts import default_prompt_file, load_prompt_file
-from visit.ui.grid import column, data_grid
+from visit.render.analyses import Table
 from visit.ui.charts import PANEL_GRAPH_CONFIG
+from visit.ui.grid import column, data_grid
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
 

@@ -11,17 +11,17 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
-from visit.render import attribution as figures
 from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
 from visit.attribution.contrast import contrast
 from visit.attribution.query import parse_neuron_spec, query_scores
 from visit.attribution.query_attn import attn_query_scores
 from visit.attribution.ranking import head_scores, layer_scores, ranked
 from visit.errors import VisitError
+from visit.render import attribution as figures
 from visit.tokens import display_token, resolve_target
 from visit.ui import ids
-from visit.ui.grid import column, data_grid, first_clicked, shown_key
 from visit.ui.charts import PANEL_GRAPH_CONFIG
+from visit.ui.grid import column, data_grid, first_clicked, shown_key
 from visit.ui.state import request_graph_update
 
 TITLE = "Attribution"

@@ -11,10 +11,10 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
-from visit.render import causal_trace as figures
 from visit.localization.causal_trace import KINDS, causal_trace
 from visit.localization.subject import find_subject
 from visit.prompts import default_prompt_file, load_prompt_file
+from visit.render import causal_trace as figures
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.charts import PANEL_GRAPH_CONFIG

@@ -18,10 +18,10 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 from visit.editing.before_after import before_after, make_request
 from visit.editing.counterfact import METRICS, evaluate, load_records
 from visit.editing.editors import EDITORS, editor
-from visit.report.editing import compact_difference, percent
 from visit.errors import VisitError
 from visit.graph.diff import diff_graphs
 from visit.models.overlay import session_weights
+from visit.report.editing import compact_difference, percent
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.controls import parse_int

@@ -6,9 +6,9 @@ import logging
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.render import analyses as figures
 from visit.analyses.cache import per_trace
 from visit.analyses.ln_filter import layer_norm_filter
+from visit.render import analyses as figures
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (figure_component, message, register_study_callbacks,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.render import analyses as figures
 from visit.analyses.regularization import FLAG_LABEL, strongest
+from visit.render import analyses as figures
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (register_study_callbacks, sections_component, study_controls,
                                               study_kind, table_component)

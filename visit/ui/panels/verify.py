@@ -14,9 +14,9 @@ from dash import ctx as dash_ctx
 from visit.errors import VisitError
 from visit.graph.verify import VERIFIABLE, verify
 from visit.ui import ids
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.clicks import node_id_from_click
 from visit.ui.grid import column, data_grid
-from visit.ui.charts import PANEL_GRAPH_CONFIG
 
 TITLE = "Verify"
 NODES = "verify-nodes"
