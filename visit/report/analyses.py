@@ -1,6 +1,6 @@
 """HTML for the analyses: sections of the flow-graph report, and the standalone study report.
 
-``report_sections`` is registered in :data:`visit.report.REPORT_SECTION_PROVIDERS`. The study
+``report_sections`` is in :data:`visit.report.SECTIONS`. The study
 report embeds plotly.js once (with the first figure) so it opens offline; every user string is
 escaped (titles here, table cells in :meth:`visit.render.analyses.Table.to_html`).
 """

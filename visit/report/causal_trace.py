@@ -1,4 +1,4 @@
-"""Causal tracing in HTML: a report section (registered in ``visit.report``) and standalone pages for the CLI."""
+"""Causal tracing in HTML: a report section (in :data:`visit.report.SECTIONS`) and standalone pages for the CLI."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from visit.localization.causal_trace import CausalTrace
 from visit.render import causal_trace as figures
 from visit.report.page import ReportSection, standalone_page
 from visit.tokens import display_token
+
+RESULT_KEY = "causal_trace"  # the panel keeps its last causal trace as analysis.extras[RESULT_KEY]
 
 
 def _summary_html(ct: CausalTrace) -> str:
@@ -33,7 +35,7 @@ def trace_sections(ct: CausalTrace) -> list[tuple[str, str]]:
 
 def report_sections(analysis) -> list:
     """The session's causal trace, when the Causal trace panel computed one for this analysis."""
-    ct = analysis.extras.get("causal_trace")
+    ct = analysis.extras.get(RESULT_KEY)
     if ct is None:
         return []
     sections = [ReportSection("Causal trace", html=_summary_html(ct))]

@@ -1,4 +1,4 @@
-"""Knowledge edits in the HTML report (a section provider registered in :data:`visit.report.REPORT_SECTION_PROVIDERS`).
+"""Knowledge edits in the HTML report (a section in :data:`visit.report.SECTIONS`).
 
 A trace knows the edits it was computed with (``trace.overlay.edits``, :mod:`visit.models.overlay`); the editing
 panel stores on each edit what it measured (``edit.info["before_after"]``: the objects' probabilities on the

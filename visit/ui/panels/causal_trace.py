@@ -11,6 +11,7 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
+from visit.features import CAUSAL_TRACE
 from visit.localization.causal_trace import KINDS, causal_trace
 from visit.localization.subject import find_subject
 from visit.prompts import default_prompt_file, load_prompt_file
@@ -68,7 +69,7 @@ def start(ctx, session_id: str, values: tuple):
 
     def job(jc):
         ct = causal_trace(vm, prompt, subject, target, kinds, samples, progress=jc.progress, partial=jc.partial)
-        analysis.extras["causal_trace"] = ct
+        analysis.extras[CAUSAL_TRACE.result_key] = ct  # for the HTML report
         return ct
 
     return job
