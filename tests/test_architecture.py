@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from visit.layers import LAYERS, MAX_FUNCTION_IMPORTS
+from visit.layers import INDEPENDENT, LAYERS, MAX_FUNCTION_IMPORTS
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "visit"
@@ -157,6 +157,18 @@ def test_no_upward_import():
     upward = sorted(f"{a} -> {b}" for a, targets in EDGES.items() if a != "visit" for b in targets
                     if b != "visit" and layer_of(b) > layer_of(a))
     assert upward == []
+
+
+def _within(module: str, unit: str) -> bool:
+    return module == unit or module.startswith(unit + ".")
+
+
+@pytest.mark.parametrize("pair", INDEPENDENT, ids="-".join)
+def test_independent_parts_do_not_import_each_other(pair):
+    a, b = pair
+    crossing = sorted(f"{m} -> {t}" for m, targets in EDGES.items() for t in targets
+                      if (_within(m, a) and _within(t, b)) or (_within(m, b) and _within(t, a)))
+    assert crossing == []
 
 
 def test_function_level_imports_are_few_and_explained():

@@ -32,4 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("visit.ui", "visit.cli", "visit.__main__"),
 )
 
+# parts of one layer that must not import each other
+INDEPENDENT: tuple[tuple[str, str], ...] = (("visit.ui", "visit.cli"),)
+
 MAX_FUNCTION_IMPORTS = 20
