@@ -1,9 +1,9 @@
 """Attribution figures and report sections: shapes, escaping, registration."""
 
-from visit.attribution import figures
 from visit.attribution.contrast import contrast
 from visit.attribution.logprob import head_logprob_increase, layer_logprob_increase
 from visit.attribution.ranking import ranked_components
+from visit.render import attribution as figures
 from visit.tracer import trace
 
 
@@ -33,11 +33,11 @@ def test_tables_escape_tokens(tiny_factory):
 
 
 def test_report_includes_attribution_sections(tiny_factory):
-    from visit.attribution.report import report_sections
+    from visit.report.attribution import report_sections
     from visit.pipeline import analyze
-    from visit.report import REPORT_SECTION_PROVIDERS
+    from visit.report import SECTIONS
 
-    assert "visit.attribution.report:report_sections" in REPORT_SECTION_PROVIDERS
+    assert report_sections in SECTIONS
     vm = tiny_factory("gpt2", seed=9)
     analysis = analyze(vm, "The capital of France is", " Paris")
     sections = report_sections(analysis)

@@ -6,7 +6,7 @@ from visit.cli import build_parser, main
 
 
 def test_commands_are_registered_with_every_editor():
-    from visit.editing.edit import EDITORS
+    from visit.editing.editors import EDITORS
 
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")

@@ -44,14 +44,7 @@ def test_provider_sections_are_appended(analysis, monkeypatch):
     def broken(a):
         raise RuntimeError("boom <b>")
 
-    import sys
-    import types
-
-    mod = types.ModuleType("visit_test_provider")
-    mod.sections, mod.broken = sections, broken
-    monkeypatch.setitem(sys.modules, "visit_test_provider", mod)
-    monkeypatch.setattr(report, "REPORT_SECTION_PROVIDERS",
-                        ("visit_test_provider:sections", "visit_test_provider:broken"))
+    monkeypatch.setattr(report, "SECTIONS", (sections, broken))
     html = export_html(analysis)
     assert "<h2>&lt;i&gt;extra&lt;/i&gt;</h2>" in html and "<p>provided</p>" in html
     assert "boom &lt;b&gt;" in html and html.count(PLOTLY_MARKER) == 1

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from visit.analyses.report import report_sections, study_html
 from visit.analyses.study import run_study
 from visit.cli import main
 from visit.errors import VisitError
 from visit.prompts import PromptCase
+from visit.report.analyses import report_sections, study_html
 from visit.tokens import token_string
 from visit.tracer import trace
 

@@ -15,16 +15,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from visit.errors import VisitError
+from visit.graph.attribution import node_attribution
 from visit.graph.groups import EMPTY, Curation, curate as curate_graph
+from visit.graph.selection import parse_includes
+from visit.models.overlay import weights_of
+from visit.render import graph_figure
+from visit.tokens import token_string
 
 
 def curate(analysis, curation: Curation | None):
     """A new Analysis drawing ``analysis``'s graph as ``curation`` shows it (``None`` or empty: the built graph
     as it is). ``analysis.graph`` is then the curated graph (groups as nodes with their summed vector in
     ``analysis.vectors``), ``analysis.uncurated`` the built one."""
-    from visit.graph.attribution import node_attribution
-    from visit.render import graph_figure
-
     curation = curation or EMPTY
     base = analysis.uncurated if analysis.uncurated is not None else analysis.graph
     base_vectors = {k: v for k, v in analysis.vectors.items() if k in base}
@@ -36,8 +39,6 @@ def curate(analysis, curation: Curation | None):
         return replace(built, figure=figure, curation=curation)
     members = [m for g in curation.groups for m in g.members if m in base]
     if members:  # attribution and the groups' lens read the weights: those the trace was computed on
-        from visit.models.overlay import weights_of
-
         with weights_of(analysis.trace):
             attribution = node_attribution(built, members)
             view, sums = curate_graph(base, curation, base_vectors, attribution, _projector(analysis))
@@ -59,8 +60,6 @@ def _title(analysis) -> str:
 
 def _projector(analysis):
     """``vector -> lens fields`` as the graph builder stores them (top tokens, target's probability and rank)."""
-    from visit.tokens import token_string
-
     lens, target, k = analysis.lens, analysis.target.id, analysis.settings.top_k
     tokenizer = analysis.vm.tokenizer
     if lens is None:
@@ -80,9 +79,6 @@ def _projector(analysis):
 def forced_ids(curation: Curation, trace, layers: range) -> tuple[str, ...]:
     """The curation's node ids (pins, group members) a re-draw should force in: those inside ``layers`` that name
     a component of this model (an id from another model or an old link is left out, not an error)."""
-    from visit.errors import VisitError
-    from visit.graph.selection import parse_includes
-
     out = []
     for node_id in curation.node_ids():
         head = node_id.split(".", 1)[0]

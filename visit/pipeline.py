@@ -18,6 +18,7 @@ import networkx as nx
 import plotly.graph_objects as go
 import torch
 
+from visit.curation import curate, forced_ids
 from visit.errors import VisitError
 from visit.graph import GraphSettings, build_graph
 from visit.graph.groups import EMPTY, Curation
@@ -25,6 +26,7 @@ from visit.hooks import Intervention
 from visit.lens import LogitLens
 from visit.models.overlay import weights_of
 from visit.render import graph_figure, layout, strip_figure
+from visit.report import render_report
 from visit.summary import layer_summary, top_predictions
 from visit.tokens import Target, display_token, resolve_target, target_from_id, token_string
 from visit.tracer import Trace, trace as run_trace
@@ -152,8 +154,6 @@ def _redraw(analysis: Analysis, settings: GraphSettings | None, first_view: int 
     t2 = time.perf_counter()
     curation = analysis.curation
     if curation.changes_graph():  # pinned and grouped nodes stay drawn whatever the pruning keeps
-        from visit.curation import forced_ids
-
         forced = forced_ids(curation, tr, drawn.layers(vm.dims.n_layers))
         drawn = replace(drawn, include=tuple(dict.fromkeys(drawn.include + forced))) if forced else drawn
     built = build_graph(tr, target.id, drawn, analysis.lens)
@@ -172,8 +172,6 @@ def _redraw(analysis: Analysis, settings: GraphSettings | None, first_view: int 
                    dict(analysis.extras), drawn_layers=(drawn.layers(vm.dims.n_layers)[0], layers[-1]),
                    curation=curation)
     if curation.changes_graph():
-        from visit.curation import curate
-
         out = curate(out, curation)
     t4 = time.perf_counter()
     timings = {k: v for k, v in analysis.timings.items() if k in ("trace", "summary")}
@@ -283,8 +281,6 @@ def export_html(analysis: Analysis, path: str | Path | None = None, link: str | 
     """The standalone report (opens offline: plotly.js embedded once). Written to ``path`` if given. ``link``: the
     view's query string as the app's URL holds it (:mod:`visit.links`; default: built from the analysis);
     ``app_url``: the app's address, making the view a link."""
-    from visit.report import render_report
-
     html = render_report(complete(analysis), link, app_url)
     if path is not None:
         try:

@@ -10,6 +10,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from tqdm.auto import tqdm
+
+from visit.analyses.alignment import AlignmentStudy
+from visit.analyses.ln_study import LnFilterStudy
+from visit.analyses.regularization import RegularizationStudy
 from visit.errors import VisitError
 from visit.prompts import PromptCase
 from visit.tokens import resolve_target, token_string
@@ -22,13 +27,10 @@ def make_study(name: str, vm, options: dict | None = None):
     """The accumulator for one study name; ``options`` are its keyword arguments (k, top_n, ...)."""
     options = options or {}
     if name == "ln":
-        from visit.analyses.ln_study import LnFilterStudy
         return LnFilterStudy(vm, **options)
     if name == "alignment":
-        from visit.analyses.alignment import AlignmentStudy
         return AlignmentStudy(vm, **options)
     if name == "regularization":
-        from visit.analyses.regularization import RegularizationStudy
         return RegularizationStudy(vm, **options)
     raise VisitError(f"unknown study '{name}'; choose one of {', '.join(STUDIES)}")
 
@@ -87,8 +89,6 @@ def run_study(vm, cases: list[PromptCase], studies=("ln",), keep_correct: bool =
     ``options``: ``{study name: {keyword: value}}`` for the accumulators. ``on_progress(done, total)``
     is called after each prompt (the app's progress bar); ``progress`` shows a tqdm bar on stderr.
     """
-    from tqdm.auto import tqdm
-
     studies = list(dict.fromkeys(studies))
     accumulators = [make_study(name, vm, (options or {}).get(name)) for name in studies]
     outcomes = []

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 import torch
 
 from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS, ffn_method_scores, top_neurons
+from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
 from visit.attribution.intervention import Component, final_log_probs, metrics_of, random_components
+from visit.attribution.logprob import head_logprob_increase
 from visit.errors import VisitError
 from visit.tokens import resolve_target
 from visit.tracer import trace as run_trace
@@ -42,9 +44,6 @@ class MethodRow:
 
 def top_components(trace, target_id: int, kind: str, method: str, k: int, ffn_scores=None) -> list[Component]:
     """The top-``k`` components of one kind by one method (FFN kinds accept every Table 2 method)."""
-    from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
-    from visit.attribution.logprob import head_logprob_increase
-
     if kind == "ffn":
         if method == "logp_increase":
             scores = ffn_neuron_scores(trace, target_id, k=k).scores

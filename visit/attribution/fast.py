@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 import torch
 
+from visit.attribution.cache import memo
 from visit.attribution.logprob import FrozenLens, LensBase, attn_neuron_coefficients, imp_of_scaled, projection_rows
 
 # float32 rounding of the bound terms (dot products of length d_model, then a few products):
@@ -297,3 +298,17 @@ def attn_neuron_scores(trace, target_id: int, per_source: bool = True, k: int = 
         return x if per_source else x[..., 0]
 
     return NeuronScores(shape(res.scores), shape(res.exact), res.n_candidates, res.scores.numel())
+
+
+def ffn_neuron_logprob_increase(trace, target_id: int, per_layer: int = 20) -> torch.Tensor:
+    """``[n_layers, d_mlp]``: FFN neuron scores, exact wherever a ranking can look.
+
+    Exact (equal to :func:`~visit.attribution.logprob.ffn_neuron_logprob_increase_brute`) for the top 1000
+    overall and the top ``per_layer`` of every layer; every other entry holds its first-order upper bound
+    (usually within 1e-5 of the exact score, see the module doc), below those, so ranking the tensor, overall or
+    per layer, gives the exact top neurons. The most negative neurons per layer
+    are ranked by that first-order term (exact certification of the bottom is ~10x the cost; use
+    ``ffn_neuron_scores(..., bottom_per_layer=k)`` when it matters). Memoised per trace.
+    """
+    return memo(trace, ("ffn_contract", target_id, per_layer),
+                lambda: ffn_neuron_scores(trace, target_id, k=1000, per_layer=per_layer).scores)

@@ -269,23 +269,6 @@ def head_logprob_increase(trace, target_id: int) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def ffn_neuron_logprob_increase(trace, target_id: int, per_layer: int = 20) -> torch.Tensor:
-    """``[n_layers, d_mlp]``: FFN neuron scores, exact wherever a ranking can look.
-
-    Exact (equal to :func:`ffn_neuron_logprob_increase_brute`) for the top 1000 overall and the top
-    ``per_layer`` of every layer; every other entry holds its first-order upper bound (usually
-    within 1e-5 of the exact score, see :mod:`visit.attribution.fast`), below those, so ranking the
-    tensor, overall or per layer, gives the exact top neurons. The most negative neurons per layer
-    are ranked by that first-order term (exact certification of the bottom is ~10x the cost; use
-    ``ffn_neuron_scores(..., bottom_per_layer=k)`` when it matters). Memoised per trace.
-    """
-    from visit.attribution.cache import memo
-    from visit.attribution.fast import ffn_neuron_scores
-
-    return memo(trace, ("ffn_contract", target_id, per_layer),
-                lambda: ffn_neuron_scores(trace, target_id, k=1000, per_layer=per_layer).scores)
-
-
 def ffn_neuron_logprob_increase_brute(trace, target_id: int) -> torch.Tensor:
     """``[n_layers, d_mlp]``: every FFN neuron projected through the whole vocabulary."""
     lens = FrozenLens.for_trace(trace)

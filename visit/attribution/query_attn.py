@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from visit.attribution.fast import attn_neuron_scores
 from visit.errors import VisitError
 
 # with x_s = resid_pre[L] at source s (ln1 reads resid_pre in sequential and parallel blocks alike) and
@@ -205,8 +206,6 @@ def attn_query_ffn_neurons(trace, neurons, weights=None, weighting: str = "share
 def top_attn_value_neurons(trace, target_id: int, n: int = 200) -> tuple[list[tuple[int, int, int]], torch.Tensor]:
     """The ``n`` attention neurons (summed over sources) with the largest log-prob increase of the
     target: ``([(layer, head, dim), ...], scores [n])``, best first."""
-    from visit.attribution.fast import attn_neuron_scores
-
     d = trace.vm.dims
     res = attn_neuron_scores(trace, target_id, per_source=False, k=n)
     vals, idx = res.scores.reshape(-1).topk(min(n, res.scores.numel()))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 
 from visit.attribution.baselines import METHODS, ffn_method_scores
+from visit.attribution.cache import memo
+from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
 from visit.attribution.logprob import FrozenLens, head_logprob_increase, layer_logprob_increase
 from visit.errors import VisitError
 from visit.tokens import token_string
@@ -30,8 +32,6 @@ def _top_tokens(trace, lens: FrozenLens, vectors: torch.Tensor, k: int) -> list[
 def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "logp_increase", top: int = 20,
                       n_tokens: int = 8, bottom: bool = False) -> list[dict]:
     """The ``top`` components of ``kind`` by ``method`` (``bottom=True``: the most negative)."""
-    from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
-
     if kind not in KINDS:
         raise VisitError(f"unknown kind '{kind}'; choose one of {', '.join(KINDS)}")
     if method not in METHODS:
@@ -62,8 +62,6 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
             res = ffn_neuron_scores(trace, target_id, k=0 if bottom else top, k_bottom=top if bottom else 0)
             scores = res.scores
         else:
-            from visit.attribution.cache import memo
-
             scores = memo(trace, ("method", target_id, method),
                           lambda: ffn_method_scores(trace, target_id, methods=(method,))[method])
         vals, idx = scores.reshape(-1).topk(min(top, scores.numel()), largest=not bottom)
@@ -97,3 +95,19 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
     for e, toks in zip(entries, _top_tokens(trace, lens, vectors, n_tokens)):
         e["top_tokens"] = toks
     return entries
+
+
+def layer_scores(trace, target_id: int) -> dict[str, torch.Tensor]:
+    """``{"attn", "ffn"} -> [n_layers]``: :func:`~visit.attribution.logprob.layer_logprob_increase`, memoised."""
+    return memo(trace, ("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
+
+
+def head_scores(trace, target_id: int) -> torch.Tensor:
+    """``[n_layers, n_heads]``: :func:`~visit.attribution.logprob.head_logprob_increase`, memoised per trace."""
+    return memo(trace, ("heads", target_id), lambda: head_logprob_increase(trace, target_id))
+
+
+def ranked(trace, target_id: int, kind: str, method: str = "logp_increase", top: int = 20) -> list[dict]:
+    """:func:`ranked_components`, memoised per trace (the panel and the report ask for the same list)."""
+    return memo(trace, ("ranked", target_id, kind, method, top),
+                lambda: ranked_components(trace, target_id, kind, method, top))

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import sys
 
-from visit.cli import add_model_options, load_from_args
+from visit.attribution.evaluation import evaluate_methods, format_table
+from visit.cli.options import add_model_options, load_from_args
 from visit.errors import VisitError
+from visit.prompts import default_prompt_file, load_prompt_file
 
 
 def register(sub) -> None:
@@ -27,9 +29,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from visit.attribution.evaluation import evaluate_methods, format_table
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     if args.top < 1:
         raise VisitError("--top must be at least 1")
     cases = load_prompt_file(args.prompts or default_prompt_file())

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.attribution.baselines import METHODS
+from visit.attribution.contrast import contrast
+from visit.attribution.query import parse_neuron_spec, query_scores
+from visit.attribution.query_attn import attn_query_ffn_neurons, attn_query_scores, top_attn_value_neurons
+from visit.attribution.ranking import KINDS, ranked_components
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
+from visit.summary import top_predictions
 from visit.tokens import display_token, resolve_target
+from visit.tracer import trace
 
 
 def register(sub) -> None:
-    from visit.attribution.baselines import METHODS
-    from visit.attribution.ranking import KINDS
-
     p = sub.add_parser("attribute", help="log-probability increase of layers, heads and neurons for a target")
     p.add_argument("prompt")
     p.add_argument("--target", default=None, help='target token, e.g. " Paris" (default: the top prediction)')
@@ -54,8 +58,6 @@ def format_entries(entries: list[dict]) -> str:
 
 
 def format_contrast(tr, target_id: int, target_token: str, competitor_text: str, top: int = 8) -> str:
-    from visit.attribution.contrast import contrast
-
     other = resolve_target(tr.vm.tokenizer, competitor_text)
     c = contrast(tr, target_id, other.id)
     t, k = display_token(target_token), display_token(other.token)
@@ -71,8 +73,6 @@ def _source(tr, s) -> str:
 
 
 def format_query(tr, spec: str, which: str, top: int = 8) -> str:
-    from visit.attribution.query import parse_neuron_spec, query_scores
-
     parsed = parse_neuron_spec(spec)
     if parsed[0] == "attn":
         return format_attn_query(tr, *parsed[1:], top=top)
@@ -92,8 +92,6 @@ def _part(e) -> str:
 
 
 def format_attn_query(tr, layer: int, head: int, dim: int, top: int = 8) -> str:
-    from visit.attribution.query_attn import attn_query_scores
-
     q = attn_query_scores(tr, layer, head, dim, top=top)
     lines = [f"query scores of attention neuron L{layer}.H{head}.d{dim} (kv head {q['kv_head']}; z = {q['z']:+.4f}; "
              f"scores x sign(z), so + raises |z|; raw scores + constant {q['constant']:+.4f} = z):",
@@ -109,8 +107,6 @@ def format_attn_query(tr, layer: int, head: int, dim: int, top: int = 8) -> str:
 
 
 def format_attn_query_top(tr, target_id: int, n_value: int, top: int = 20) -> str:
-    from visit.attribution.query_attn import attn_query_ffn_neurons, top_attn_value_neurons
-
     if n_value < 1:
         raise VisitError(f"--query-attn-top wants a positive number of attention neurons, not {n_value}")
     neurons, weights = top_attn_value_neurons(tr, target_id, n_value)
@@ -129,15 +125,9 @@ def format_attn_query_top(tr, target_id: int, n_value: int, top: int = 20) -> st
 
 
 def run(args) -> int:
-    from visit.attribution.ranking import ranked_components
-    from visit.summary import top_predictions
-    from visit.tracer import trace
-
     if not args.prompt.strip():
         raise VisitError("the prompt is empty; type some text to attribute")
     if args.query:
-        from visit.attribution.query import parse_neuron_spec
-
         parse_neuron_spec(args.query)  # a bad spec fails before the model loads
     if args.query_attn_top is not None and args.query_attn_top < 1:
         raise VisitError(f"--query-attn-top wants a positive number of attention neurons, not {args.query_attn_top}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from visit.cli import add_model_options, load_from_args, progress_bar, write_json, write_text
+from visit.cli.options import add_model_options, load_from_args, progress_bar, write_json, write_text
 from visit.errors import VisitError
-from visit.localization.causal_trace import KINDS
+from visit.localization.causal_study import causal_study
+from visit.localization.causal_trace import KINDS, causal_trace
+from visit.prompts import load_prompt_file
+from visit.report.causal_trace import study_page, trace_page
 from visit.tokens import display_token
 
 SHADES = " .:-=+*#%@"
@@ -39,7 +42,6 @@ def run(args) -> int:
     vm = load_from_args(args)
     if args.prompts is not None:
         return _run_study(vm, args, kinds)
-    from visit.localization.causal_trace import causal_trace
 
     bar, update = progress_bar("causal trace")
     try:
@@ -54,8 +56,6 @@ def run(args) -> int:
     if args.json_path:
         write_json(args.json_path, ct.to_json())
     if args.html_path:
-        from visit.localization.report import trace_page
-
         write_text(args.html_path, trace_page(ct, vm.name))
     return 0
 
@@ -79,9 +79,6 @@ def grid_text(ct, kind: str) -> str:
 
 
 def _run_study(vm, args, kinds) -> int:
-    from visit.localization.causal_study import causal_study
-    from visit.prompts import load_prompt_file
-
     cases = load_prompt_file(args.prompts)[: args.limit]
     bar, update = progress_bar("prompts")
     try:
@@ -106,8 +103,6 @@ def _run_study(vm, args, kinds) -> int:
     if args.json_path:
         write_json(args.json_path, study.to_json())
     if args.html_path:
-        from visit.localization.report import study_page
-
         write_text(args.html_path, study_page(study, vm.name))
     return 0
 

@@ -3,15 +3,16 @@ and after, on the edit's prompt and on the prompts given."""
 
 from __future__ import annotations
 
-from visit.cli import add_model_options, load_from_args, progress_bar, write_json
+from visit.cli.options import add_model_options, load_from_args, progress_bar, write_json
+from visit.editing import EditStack
+from visit.editing.before_after import before_after, make_request
+from visit.editing.editors import EDITORS
+from visit.editing.request import check_against_model
 from visit.errors import VisitError
 from visit.tokens import display_token
 
 
 def register(sub) -> None:
-    from visit.editing.edit import EDITORS
-    import visit.editing  # noqa: F401  (registers the editors)
-
     p = sub.add_parser("edit", help="edit one fact (ROME, KN-E, CNE) and compare the top tokens before and after")
     p.add_argument("template", help="the prompt with {} where the subject goes, e.g. 'The capital of {} is' "
                                     "(a prompt without {} works when it contains the subject)")
@@ -31,10 +32,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from visit.editing import EditStack
-    from visit.editing.before_after import before_after, make_request
-    from visit.editing.request import check_against_model
-
     if not 1 <= args.top <= 100:
         raise VisitError("--top must be between 1 and 100")
     request = make_request(args.template, args.subject, args.new, args.old)

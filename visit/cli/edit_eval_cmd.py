@@ -3,14 +3,15 @@ and the unedited model."""
 
 from __future__ import annotations
 
-from visit.cli import add_model_options, load_from_args, progress_bar, write_json
+import csv
+
+from visit.cli.options import add_model_options, load_from_args, progress_bar, write_json
+from visit.editing.counterfact import METRICS, evaluate, format_table, load_records
+from visit.editing.editors import EDITORS
 from visit.errors import VisitError
 
 
 def register(sub) -> None:
-    from visit.editing.edit import EDITORS
-    import visit.editing  # noqa: F401  (registers the editors)
-
     p = sub.add_parser("edit-eval", help="CounterFact evaluation of an editor (ES/EM/PS/PM/NS/NM/S, seed 001 "
                                          "Table 3)")
     p.add_argument("--records", default=None, help="CounterFact JSON (official counterfact.json format; default: "
@@ -26,10 +27,6 @@ def register(sub) -> None:
 
 
 def write_csv(path: str, evaluation) -> None:
-    import csv
-
-    from visit.editing.counterfact import METRICS
-
     names = list(METRICS[1:])
     try:
         with open(path, "w", newline="", encoding="utf-8") as f:
@@ -46,8 +43,6 @@ def write_csv(path: str, evaluation) -> None:
 
 
 def run(args) -> int:
-    from visit.editing.counterfact import evaluate, format_table, load_records
-
     records = load_records(args.records, args.limit)
     vm = load_from_args(args)
     bar, progress = progress_bar("records")

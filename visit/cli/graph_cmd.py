@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.graph.settings import GraphSettings, parse_layers, normalise_flags
+from visit.pipeline import analyze, export_html, graph_json
 from visit.tokens import display_token
 
 
@@ -56,8 +57,6 @@ def _check_writable(path: str | None) -> None:
 
 
 def run(args) -> int:
-    from visit.pipeline import analyze, export_html, graph_json
-
     settings = settings_from_args(args)
     for path in (args.html_path, args.json_path):
         _check_writable(path)

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import sys
 
-from visit.cli import add_model_options, load_from_args, write_json
+from tqdm.auto import tqdm
+
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
+from visit.localization.causal_trace import causal_neuron
+from visit.localization.integrated_gradients import check_steps
+from visit.localization.kn_relations import relation_study
+from visit.localization.knowledge_neurons import compare_with_causal_neuron, knowledge_neurons
+from visit.prompts import load_prompt_file
 from visit.tokens import display_token
 
 
@@ -46,8 +53,6 @@ def register(sub) -> None:
 
 
 def _bar(desc: str):
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=0, desc=desc, file=sys.stderr, leave=False)
 
     def progress(done, total, note=""):
@@ -123,8 +128,6 @@ def format_relations(result: dict) -> str:
 
 
 def _cases(args):
-    from visit.prompts import load_prompt_file
-
     cases = load_prompt_file(args.prompts)
     if args.limit_per_relation is not None:
         if args.limit_per_relation < 1:
@@ -140,9 +143,6 @@ def _cases(args):
 
 
 def _causal_neuron(vm, args, kn) -> dict:
-    from visit.localization.causal_trace import causal_neuron
-    from visit.localization.knowledge_neurons import compare_with_causal_neuron
-
     bar, progress = _bar("causal neuron")
     try:
         cn = causal_neuron(vm, args.prompt, args.subject, kn.target.id, progress=progress)
@@ -157,10 +157,6 @@ def _causal_neuron(vm, args, kn) -> dict:
 
 
 def run(args) -> int:
-    from visit.localization.integrated_gradients import check_steps
-    from visit.localization.kn_relations import relation_study
-    from visit.localization.knowledge_neurons import knowledge_neurons
-
     check_steps(args.steps)
     if args.top < 1:
         raise VisitError("--top must be at least 1")

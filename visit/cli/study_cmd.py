@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from visit.cli import add_model_options, load_from_args
+from visit.analyses.regularization import strongest
+from visit.analyses.study import run_study
+from visit.cli.options import add_model_options, load_from_args
+from visit.errors import VisitError
+from visit.prompts import default_prompt_file, load_prompt_file
+from visit.report.analyses import write_study_html, write_study_json
 from visit.tokens import display_token
 
 
@@ -28,11 +33,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from visit.analyses.report import write_study_html, write_study_json
-    from visit.analyses.study import run_study
-    from visit.errors import VisitError
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     path = args.prompts or default_prompt_file()
     cases = load_prompt_file(path)
     if args.limit is not None:
@@ -85,8 +85,6 @@ def format_result(name: str, res: dict) -> str:
                          f"{res['heads_vs']['final'][l]:>11.3f} {res['by_norm_rank']['attn'][l][0]:>14.3f} "
                          f"{res['memory_vs_head'][l][0]:>10.3f} {res['source_token_prob'][l]:>10.2e}")
     elif name == "regularization":
-        from visit.analyses.regularization import strongest
-
         lines.append(f"regularization neurons (top {res['top_n']} by {res['by']} coefficient in more than "
                      f"{res['threshold']:.0%} of {res['n_prompts']} prompts): {len(res['neurons'])}; per layer "
                      + " ".join(str(c) for c in res["per_layer_count"]))

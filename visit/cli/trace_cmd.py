@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
+from visit.summary import layer_summary, top_predictions
 from visit.tokens import display_token, resolve_target
+from visit.tracer import trace
 
 
 def register(sub) -> None:
@@ -20,9 +22,6 @@ def register(sub) -> None:
 
 def trace_summary(vm, prompt: str, target_text: str | None = None, position: int | None = None) -> dict:
     """The summary ``visit trace`` prints and writes (schema in the README)."""
-    from visit.summary import layer_summary, top_predictions
-    from visit.tracer import trace
-
     tr = trace(vm, prompt, position)
     top = top_predictions(tr, 5)
     if target_text is None:

@@ -1,7 +1,8 @@
 """Knowledge editing: change what a model says about a subject, see it, and take it back.
 
 - :mod:`visit.editing.request` -- :class:`EditRequest` (template with ``{}``, subject, new object) and validation;
-- :mod:`visit.editing.edit` -- the editors' interface: :class:`Edit` (weight deltas) and the registry;
+- :mod:`visit.editing.edit` -- the editors' interface: :class:`Edit` (weight deltas) and :func:`register`;
+- :mod:`visit.editing.editors` -- every editor by method name (:func:`editor`, :func:`compute_edit`);
 - :mod:`visit.editing.rome` -- ROME (r-ROME key handling by default), with :mod:`visit.editing.stats` (C = E[kk^T])
   and :mod:`visit.editing.sampling` (text sampled from the model: prefixes, the default corpus);
 - :mod:`visit.editing.kn_edit` -- KN-E and CNE (seed 001): embeddings added to / subtracted from neurons' value
@@ -10,11 +11,11 @@
 - :mod:`visit.editing.counterfact` -- CounterFact metrics (ES/EM/PS/PM/NS/NM/S), each record edited, evaluated
   and restored.
 
-Importing the package registers every editor (:data:`visit.editing.edit.EDITORS`).
+Importing the package registers every editor (:mod:`visit.editing.editors`).
 """
 
-from visit.editing import kn_edit, rome  # noqa: F401  (register "rome", "kn", "cne")
-from visit.editing.edit import EDITORS, Edit, compute_edit
+from visit.editing.edit import Edit
+from visit.editing.editors import EDITORS, compute_edit
 from visit.editing.request import EditRequest, from_prompt
 from visit.editing.stack import EditStack
 

@@ -25,6 +25,7 @@ from typing import Iterable, Sequence
 
 import torch
 
+from visit.errors import VisitError
 from visit.hooks import Intervention, run
 
 
@@ -91,8 +92,6 @@ def aligned(rows: Sequence[Sequence[Sequence[int]]], pad_id: int = 0, device=Non
 def check_window(vm, width: int) -> None:
     """Padded batches need every row inside the attention window: a sliding window counts padded columns, so a
     row would see fewer real tokens than it does alone. Refuse (one message) when the batch is wider."""
-    from visit.errors import VisitError
-
     window = getattr(vm.model.config, "sliding_window", None)
     if window and width > int(window):
         raise VisitError(f"this model's sliding attention window ({window} tokens) is shorter than the padded "
@@ -112,6 +111,7 @@ NO_LOGITS = torch.zeros(0, dtype=torch.long)  # logits_to_keep that selects no p
 
 
 def _cache(vm, kv: KV | None):
+    # transformers takes seconds to import: only when a model is loaded
     from transformers import DynamicCache
 
     cache = DynamicCache(config=vm.model.config)

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from visit.editing.batch import _cache, check_window, left_padded, pad_id
-from visit.editing.edit import check_editable, editor
+from visit.editing.edit import check_editable
+from visit.editing.editors import editor
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed

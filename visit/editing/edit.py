@@ -1,8 +1,8 @@
 """The editors' one interface: a request in, an :class:`Edit` (weight deltas that can be applied and reverted) out.
 
 Every editor is a function ``editor(vm, request, layer=None, progress=None, **options) -> Edit`` registered under
-its method name with :func:`register` when its module is imported (``visit.editing`` imports them all, so
-:data:`EDITORS` is complete once the package is). An editor never leaves the model changed: it reads the model
+its method name with :func:`register` when its module is imported (:mod:`visit.editing.editors` imports them all,
+so :data:`EDITORS` is complete once that module is; look editors up there). An editor never leaves the model changed: it reads the model
 as it is (with whatever edits the caller applied) and returns deltas; :class:`visit.editing.stack.EditStack`
 applies them.
 
@@ -62,26 +62,12 @@ def register(name: str) -> Callable[[Editor], Editor]:
     return deco
 
 
-def editor(method: str) -> Editor:
-    import visit.editing  # noqa: F401  (imports every editor module, which registers itself)
-
-    if method not in EDITORS:
-        raise VisitError(f"unknown editing method '{method}'; choose one of {', '.join(sorted(EDITORS))}")
-    return EDITORS[method]
-
-
 def check_editable(vm) -> None:
     """One clear line for models whose MLP the editors cannot change: they edit one dense output projection, and a
     mixture of experts (Mixtral, Qwen-MoE) keeps its experts' projections in one fused 3-D parameter."""
     if vm.adapter.moe is not None:
         raise VisitError(f"knowledge editing changes one dense MLP projection; {vm.name} is a mixture of experts "
                          f"({vm.adapter.family}), which the editors do not support")
-
-
-def compute_edit(vm, request: EditRequest, method: str = "rome", **options) -> Edit:
-    """Run the editor ``method`` on the model as it is now (nothing is applied)."""
-    check_editable(vm)
-    return editor(method)(vm, request, **options)
 
 
 def to_param_layout(delta_in_out: torch.Tensor, layout: str) -> torch.Tensor:

@@ -39,7 +39,12 @@ import torch
 from visit.editing.edit import Edit, mlp_out_param, register, to_param_layout
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
+from visit.hooks import add, run
+from visit.localization.causal_trace import causal_trace, default_noise
+from visit.localization.knowledge_neurons import knowledge_neurons
 from visit.models.weights import as_in_out
+from visit.tokens import target_from_id
+from visit.tracer import encode_prompt
 
 LAMBDA1, LAMBDA2 = 1.0, 8.0
 SCALES = ("norm", "raw")
@@ -84,9 +89,6 @@ def kn_edit(vm, request: EditRequest, layer: int | None = None, progress=None, p
             threshold: float = 0.3, share: float = 0.5, lambda1: float = LAMBDA1, lambda2: float = LAMBDA2,
             scale: str = "norm") -> Edit:
     """KN-E on the refined knowledge neurons of the old fact (``layer``: keep only that layer's)."""
-    from visit.localization.knowledge_neurons import knowledge_neurons
-    from visit.tokens import target_from_id
-
     old, new = _old_new(vm, request, "KN-E")
     kn = knowledge_neurons(vm, request.prompt, target_from_id(vm.tokenizer, old), paraphrases=list(paraphrases),
                            steps=steps, threshold=threshold, share=share, unrelated=(), progress=progress,
@@ -106,10 +108,6 @@ kn_edit.uses_paraphrases = True
 def causal_neurons(vm, prompt: str, subject: str, target_id: int, top: int = 1, samples: int = 10,
                    window: int = 1, seed: int = 0, progress=None) -> dict:
     """The causal MLP state (token, layer) and its ``top`` neurons by first-order indirect effect (see module)."""
-    from visit.hooks import add, run
-    from visit.localization.causal_trace import causal_trace, default_noise
-    from visit.tracer import encode_prompt
-
     ct = causal_trace(vm, prompt, subject, target=int(target_id), kinds=("mlp",), samples=samples, window=window,
                       seed=seed, progress=progress)
     ie = ct.indirect_effect("mlp")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from visit.errors import VisitError
+from visit.hooks import run
 
 MAX_CHARS = 500
 
@@ -115,10 +118,6 @@ def subject_last_token(tokenizer, text: str, span: tuple[int, int], special: boo
 
 def check_against_model(vm, req: EditRequest) -> None:
     """Without an old object: refuse a new object the model already predicts (greedy, as many tokens as it has)."""
-    import torch
-
-    from visit.hooks import run
-
     new = object_ids(vm.tokenizer, req.new)
     ids = vm.tokenizer(req.prompt).input_ids
     predicted = []

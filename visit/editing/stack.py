@@ -22,7 +22,8 @@ from typing import Iterator
 
 import torch
 
-from visit.editing.edit import Edit, compute_edit
+from visit.editing.edit import Edit, check_editable
+from visit.editing.editors import compute_edit, editor
 from visit.editing.request import EditRequest
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
@@ -76,8 +77,6 @@ class EditStack:
 
     def edit(self, vm, request: EditRequest, method: str = "rome", **options) -> Edit:
         """Compute an edit on the model with this stack applied, check it and push it."""
-        from visit.editing.edit import check_editable, editor
-
         check_editable(vm)
         fn = editor(method)
         prepare = getattr(fn, "prepare", None)

@@ -40,9 +40,11 @@ from typing import Callable
 
 import torch
 
+from visit.editing.sampling import CORPUS_STARTS, sample, start_ids
 from visit.errors import VisitError
 from visit.hooks import apply_fn, run
 from visit.models.loading import cache_dir
+from visit.prompts import read_user_file
 
 DEFAULT_TOKENS = 16384
 ROW_TOKENS = 128
@@ -140,8 +142,6 @@ class _Accumulator:
 
 def _sampled_stats(vm, layer: int, tokens: int, progress: Progress | None, use_cache: bool):
     """Sample the corpus (or reuse a cached one) and accumulate the layer's keys."""
-    from visit.editing.sampling import CORPUS_STARTS, sample, start_ids
-
     rows_needed = -(-tokens // (ROW_TOKENS - 1))  # every key of whole rows: n >= tokens
     corpus_path = _stats_dir(vm) / f"sampled-corpus-{rows_needed}x{ROW_TOKENS}-seed{SEED}.pt"
     if use_cache and corpus_path.exists():
@@ -207,8 +207,6 @@ def _rows_stats(vm, layer: int, rows: torch.Tensor, progress: Progress | None, l
 
 def _corpus_rows(vm, path: Path, tokens: int) -> torch.Tensor:
     """A text file or JSONL (``{"text": ...}``) as rows of ``ROW_TOKENS`` tokens, enough for ``tokens`` keys."""
-    from visit.prompts import read_user_file
-
     raw = read_user_file(path, "corpus file")
     if path.suffix.lower() in (".jsonl", ".json"):
         texts = []

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from visit.attribution.cache import memo
+from visit.attribution.logprob import FrozenLens, increase_of_vectors
 from visit.graph.nodes import GROUP_KIND
 
 ADDED_TO_PRE = frozenset({"head", "memory", "wo_neuron", "concat", "attn_out"})
@@ -42,8 +44,6 @@ def node_attribution(analysis, node_ids=None) -> dict[str, float | None]:
     One batched frozen-lens projection per (layer, base); memoised per trace, target and weights version
     (:func:`visit.attribution.cache.memo`), so repeated calls cost nothing.
     """
-    from visit.attribution.cache import memo
-
     g = analysis.graph
     ids = list(g.nodes) if node_ids is None else [n for n in node_ids if n in g]
     target_id = analysis.target.id
@@ -57,8 +57,6 @@ def node_attribution(analysis, node_ids=None) -> dict[str, float | None]:
 
 
 def _compute(analysis, ids: list[str]) -> dict[str, float | None]:
-    from visit.attribution.logprob import FrozenLens, increase_of_vectors
-
     g, tr = analysis.graph, analysis.trace
     out: dict[str, float | None] = {}
     groups: dict[tuple[int, str], list[str]] = {}

@@ -24,10 +24,11 @@ import torch
 
 from visit.attribution.cache import memo
 from visit.graph.nodes import NORM_KINDS, SPINE_KINDS, UNPROJECTED_KINDS, location, node_id
-from visit.graph.selection import LayerSelection, parse_includes, select
+from visit.graph.selection import LayerSelection, circuit_selection, parse_includes, select
 from visit.graph.settings import GraphSettings
 from visit.lens import LogitLens
 from visit.models import moe
+from visit.tokens import token_string
 
 
 @dataclass
@@ -210,8 +211,6 @@ def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
         notes.append(f"outside the layer range, not shown: {', '.join(outside)}")
     selection = select(trace, settings, target_id, layers, forced)
     if settings.prune_by == "circuit":
-        from visit.graph.selection import circuit_selection
-
         heads, neurons, share = circuit_selection(trace, target_id, layers, settings.circuit_share)
         notes.append(f"circuit: {sum(map(len, heads.values()))} heads and {sum(map(len, neurons.values()))} MLP "
                      f"neurons carry {100 * share:.1f}% of the increase of log p(target) over "
@@ -309,7 +308,5 @@ class _TokenNames:
 
     def __call__(self, token_id: int) -> str:
         if token_id not in self.cache:
-            from visit.tokens import token_string
-
             self.cache[token_id] = token_string(self.tokenizer, token_id)
         return self.cache[token_id]

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from visit.attribution import ffn_neuron_logprob_increase, head_logprob_increase, layer_logprob_increase
+from visit.attribution.cache import memo
 from visit.errors import VisitError
+from visit.graph.circuit import circuit, kept_share
 from visit.graph.settings import GraphSettings
 
 _INCLUDE = re.compile(r"^L(\d+)\.(?:H(\d+)(?:\.(?:mem|key)(\d+)|\.q)?|N(\d+)|WO(\d+))$")
@@ -73,24 +76,17 @@ def _check(ok: bool, node_id: str, why: str) -> None:
 def attribution_scores(trace, target_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``([n_layers, n_heads], [n_layers, d_mlp])`` exact log-prob increases, from :mod:`visit.attribution`
     (memoised per trace: re-drawing with other knobs costs nothing)."""
-    from visit.attribution import ffn_neuron_logprob_increase, head_logprob_increase
-    from visit.attribution.cache import memo
-
     heads = memo(trace, ("head_contract", target_id), lambda: head_logprob_increase(trace, target_id))
     return heads, ffn_neuron_logprob_increase(trace, target_id)
 
 
 def circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
     """``({layer: [heads]}, {layer: [neurons]}, kept share)``: the circuit of :mod:`visit.graph.circuit`."""
-    from visit.attribution.cache import memo
-
     return memo(trace, ("circuit", target_id, layers.start, layers.stop, float(share)),
                 lambda: _circuit_selection(trace, target_id, layers, share))
 
 
 def _circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
-    from visit.graph.circuit import circuit, kept_share
-
     head_scores, neuron_scores = attribution_scores(trace, target_id)
     scores = {}
     for layer in layers:
@@ -101,7 +97,6 @@ def _circuit_selection(trace, target_id: int, layers: range, share: float) -> tu
         positive = torch.nonzero(ns > 0).flatten()
         for i, v in zip(positive.tolist(), ns[positive].tolist()):
             scores[("N", layer, i)] = v
-    from visit.attribution import layer_logprob_increase
 
     steps = layer_logprob_increase(trace, target_id)
     total = float(sum(steps["attn"][layer] + steps["ffn"][layer] for layer in layers))

@@ -27,9 +27,14 @@ from __future__ import annotations
 
 import torch
 
+from visit.attribution.logprob import FrozenLens, increase_of_vectors
+from visit.editing.batch import left_padded, pad_id
 from visit.errors import VisitError
+from visit.graph.attribution import base_of, node_attribution
 from visit.hooks import Intervention, run
 from visit.models.overlay import weights_of
+from visit.prompts import default_prompt_file, load_prompt_file
+from visit.tracer import encode_prompt
 
 VERIFIABLE = ("head", "wo_neuron", "neuron", "attn_out", "mlp_out")
 MODES = ("zero", "mean")
@@ -62,10 +67,6 @@ def prompt_set_means(vm, names: list[str], limit: int = MEAN_PROMPTS) -> dict[st
     store = vm.weights.memo(("verify means", limit), dict)  # cleared with the weights' version
     missing = [n for n in dict.fromkeys(names) if n not in store]
     if missing:
-        from visit.editing.batch import left_padded, pad_id
-        from visit.prompts import default_prompt_file, load_prompt_file
-        from visit.tracer import encode_prompt
-
         cases = load_prompt_file(default_prompt_file())[:limit]
         rows = [encode_prompt(vm, case.prompt)[0].tolist() for case in cases]
         window = getattr(vm.model.config, "sliding_window", None)
@@ -120,9 +121,6 @@ def verify(analysis, node_ids, mode: str = "zero") -> dict:
 
 
 def _verify(analysis, ids: list[str], mode: str, sites: dict) -> dict:
-    from visit.attribution.logprob import FrozenLens, increase_of_vectors
-    from visit.graph.attribution import base_of, node_attribution
-
     g, tr, vm = analysis.graph, analysis.trace, analysis.vm
     attribution = node_attribution(analysis, ids)
     means = prompt_set_means(vm, sorted({name for name, _ in sites.values()})) if mode == "mean" else {}

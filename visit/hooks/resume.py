@@ -63,6 +63,7 @@ class Join:
 
 def _watched_cache(vm, on_update):
     """A fresh model cache whose ``update`` also reports ``(layer, keys, values, new length)`` to ``on_update``."""
+    # transformers takes seconds to import: only when a model is loaded
     from transformers import DynamicCache
 
     cache = DynamicCache(config=vm.model.config)
@@ -136,6 +137,7 @@ def _block_calls(vm, recording: Recording, t: int) -> tuple[list[tuple[tuple, di
 
 
 def _swap_cache(call: tuple[tuple, dict], prefix: _PrefixKV) -> tuple[tuple, dict]:
+    # transformers takes seconds to import: only when a model is loaded
     from transformers.cache_utils import Cache
 
     args, kwargs = call

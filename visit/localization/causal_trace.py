@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from visit.errors import VisitError
-from visit.hooks import Intervention, add, replace
+from visit.hooks import Intervention, add, replace, run
 from visit.hooks.resume import Join, record, resume
 from visit.localization.subject import find_subject
+from visit.prompts import default_prompt_file, load_prompt_file
 from visit.tokens import Target, resolve_target, target_from_id, token_strings
 from visit.tracer import encode_prompt
 
@@ -101,8 +102,6 @@ def default_noise(vm) -> float:
 
 
 def _subject_embedding_std(vm) -> float:
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     rows = []
     embed = vm.model.get_input_embeddings()
     for case in load_prompt_file(default_prompt_file()):
@@ -243,7 +242,6 @@ def naive_cell(vm, prompt: str, subject_range: tuple[int, int], noise: torch.Ten
     layers = [layer] if kind == "hidden" else list(window_of(layer, window, vm.dims.n_layers))
     writes = [add("hook_embed", noise.to(vm.model.dtype), rows=list(range(1, n + 1)), positions=list(range(s0, s1)))]
     writes += [Intervention(f"blocks.{k}.{_POINT[kind]}", "fn", copy, positions=token) for k in layers]
-    from visit.hooks import run
 
     logits, _ = run(vm, ids.expand(n + 1, -1), write=writes)
     return float(logits[1:, -1].float().softmax(-1)[:, target_id].mean())

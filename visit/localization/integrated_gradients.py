@@ -35,9 +35,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from visit import hooks
+from visit import hooks, limits
 from visit.errors import VisitError
 from visit.hooks.resume import Join, record, resume
+from visit.tracer import encode_prompt, resolve_position
 
 Progress = Callable[[int, int, str], None]
 MAX_ROWS = 240  # rows of one resumed pass (memory: activations kept for the backward pass)
@@ -46,8 +47,6 @@ MAX_ROWS = 240  # rows of one resumed pass (memory: activations kept for the bac
 def check_steps(steps, capped: bool = False) -> int:
     """``steps`` as an int of at least 1; ``capped=True`` (on behalf of the app) also refuses more than
     :data:`visit.limits.STEPS` (the library and the CLI do not cap: memory stays bounded, time grows)."""
-    from visit import limits
-
     if isinstance(steps, bool) or not isinstance(steps, (int, float)) or steps != int(steps) or steps < 1:
         raise VisitError(f"integration steps must be a whole number of at least 1, not {steps!r}")
     return limits.STEPS.check(steps, "integration steps") if capped else int(steps)
@@ -73,8 +72,6 @@ def _layers(vm, layers: Sequence[int] | None) -> list[int]:
 
 def encode(vm, prompt: str, position: int | None) -> tuple[torch.Tensor, int]:
     """The prompt's ids cut after the answer position: ``(ids [p + 1], p)``."""
-    from visit.tracer import encode_prompt, resolve_position
-
     ids = encode_prompt(vm, prompt)[0]
     p = resolve_position(position, ids.shape[0])
     return ids[: p + 1], p

@@ -34,9 +34,13 @@ from typing import Sequence
 import torch
 
 from visit import hooks
+from visit.attribution import ffn_neuron_logprob_increase
 from visit.errors import VisitError
+from visit.lens import LogitLens
 from visit.localization.integrated_gradients import Progress, check_steps, encode, integrated_gradients
+from visit.prompts import default_prompt_file, load_prompt_file
 from visit.tokens import Target, display_token, resolve_target, target_from_id, token_string
+from visit.tracer import trace
 
 __all__ = ["NeuronScore", "KnowledgeNeurons", "integrated_gradients", "knowledge_neurons", "coarse_set", "refine",
            "manipulate", "manipulation_writes", "compare_with_logprob", "static_tokens", "one_token_target", "default_unrelated"]
@@ -172,8 +176,6 @@ def default_unrelated(target_id: int, exclude: Sequence[str] = (), n: int = N_UN
                       ) -> list:
     """``n`` facts of the shipped prompt set whose answer differs from ``target_id``, one relation after
     another (round robin), excluding the prompts in ``exclude``."""
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     by_relation: dict[str, list] = {}
     for case in load_prompt_file(default_prompt_file()):
         if case.prompt in exclude:
@@ -234,8 +236,6 @@ def manipulate(vm, neurons: Sequence[NeuronScore], cases, factors: Sequence[floa
 def static_tokens(vm, neurons: Sequence[NeuronScore], k: int = 5) -> list[list[str]]:
     """The ``k`` tokens each neuron's output weight row (its value vector) raises most under the logit lens
     (``renorm``: the static projection the graph's neuron details show). Raw token strings."""
-    from visit.lens import LogitLens
-
     if not neurons:
         return []
     rows = torch.stack([vm.weights.W_out(n.layer)[n.neuron] for n in neurons])
@@ -248,9 +248,6 @@ def compare_with_logprob(vm, prompt: str, target_id: int, neurons: Sequence[Neur
     """The knowledge neurons against the top ``top`` (default: as many) FFN neurons by log-probability
     increase at the prompt's last position: ``{"top", "logprob": [{"layer","neuron","score"}], "overlap":
     [[layer, neuron]], "jaccard", "in_top_100", "histogram": {"knowledge": [...], "logprob": [...]}}``."""
-    from visit.attribution import ffn_neuron_logprob_increase
-    from visit.tracer import trace
-
     tr = trace(vm, prompt)
     scores = ffn_neuron_logprob_increase(tr, int(target_id))  # [n_layers, d_mlp]
     k = max(1, int(top if top is not None else len(neurons)))

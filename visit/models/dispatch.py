@@ -25,7 +25,11 @@ where tensors live and should work the same way, but has not been run here (no G
 
 from __future__ import annotations
 
+import atexit
 import json
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -147,8 +151,6 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
 
 def parse_size(text) -> int:
     """``"20GiB"``, ``"500MB"``, ``"1.5GiB"`` or a number of bytes -> bytes."""
-    import re
-
     if isinstance(text, (int, float)):
         return int(text)
     match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", str(text))
@@ -196,6 +198,7 @@ def _label(device) -> str:
 
 def available_memory() -> dict:
     """What each device has free now (bytes): every visible GPU and the CPU (accelerate's ``get_max_memory``)."""
+    # accelerate: imported only when a device map is asked for (start-up cost)
     from accelerate.utils import get_max_memory
 
     return dict(get_max_memory())
@@ -240,6 +243,7 @@ def _check_covers(model: nn.Module, device_map: dict) -> None:
 
 def placement(model: nn.Module, device_map: dict, dtype: torch.dtype) -> dict:
     """Bytes of weights each device of ``device_map`` holds (``{device: bytes}``), from an empty model."""
+    # accelerate: imported only when a device map is asked for (start-up cost)
     from accelerate.utils import compute_module_sizes
 
     sizes = compute_module_sizes(model, dtype=dtype)
@@ -255,7 +259,9 @@ def plan_device_map(model: nn.Module, spec: str | dict, max_memory: dict | None,
     ``trace_bytes`` free on the compute device for a trace, or :class:`VisitError` with one line when the model
     and a trace do not fit in the devices' budgets (``max_memory``, or what is free now; disk only when
     ``max_memory`` names it or an explicit map does)."""
+    # accelerate: imported only when a device map is asked for (start-up cost)
     from accelerate import infer_auto_device_map
+    # accelerate: imported only when a device map is asked for (start-up cost)
     from accelerate.utils import get_balanced_memory
 
     budget = budgets(max_memory)
@@ -318,10 +324,6 @@ def describe_map(model: nn.Module, device_map: dict, dtype: torch.dtype) -> str:
 def offload_folder(base: Path) -> Path:
     """A fresh folder under ``base`` for weights accelerate offloads to disk when the checkpoint cannot serve
     them itself (safetensors checkpoints are read in place and leave it empty); removed when the process ends."""
-    import atexit
-    import shutil
-    import tempfile
-
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="offload-", dir=base))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

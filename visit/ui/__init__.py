@@ -10,6 +10,12 @@ from pathlib import Path
 
 from dash import Dash
 
+from visit.ui import callbacks, pins, url_state
+from visit.ui.controls import default_settings
+from visit.ui.layout import build_layout
+from visit.ui.panels import details, load_panels
+from visit.ui.panels.context import PanelContext
+
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
@@ -17,12 +23,6 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
                panels=None) -> Dash:
     """Build the app. ``model`` is served as ``model_name`` (what users type to get it back);
     ``analyze`` defaults to :func:`visit.pipeline.analyze`; ``panels`` to the registry."""
-    from visit.ui import callbacks, url_state
-    from visit.ui.controls import default_settings
-    from visit.ui.layout import build_layout
-    from visit.ui.panels import load_panels
-    from visit.ui.panels.context import PanelContext
-
     panel_ctx = PanelContext.create(model=model, loader=loader, model_name=model_name, max_sessions=max_sessions,
                                     analyze=analyze)
     registry, sessions, analyze = panel_ctx.registry, panel_ctx.sessions, panel_ctx.analyze
@@ -38,8 +38,6 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     app.layout = lambda: build_layout(model_label, settings, panel_modules)
     callbacks.register(app, registry, sessions, analyze)
     url_state.register(app, sessions)  # links that reproduce a view
-    from visit.ui import pins
-    from visit.ui.panels import details
 
     pins.register(app, sessions, details.NODE if details in panel_modules else None)  # pin, group, label
     for panel in panel_modules:

@@ -13,6 +13,7 @@ from visit import limits
 from visit.errors import VisitError
 from visit.graph.groups import EMPTY
 from visit.models.overlay import session_weights
+from visit.pipeline import export_html
 from visit.ui import fast, ids, url_state, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request, parse_int
@@ -221,7 +222,6 @@ def register(app, registry, sessions, analyze):
         if analysis is None:
             return no_update, views.messages(errors=[sessions.notice(session_id)
                                                      or "nothing to export yet: trace a prompt first"])
-        from visit.pipeline import export_html
 
         try:
             page = export_html(analysis, link=url_state.encode(sessions.get(session_id)) or None,

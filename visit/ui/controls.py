@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 
 from visit import limits
 from visit.errors import VisitError
+from visit.graph.settings import GraphSettings
 from visit.ui.state import TraceRequest
 
 
@@ -18,8 +19,6 @@ def max_prompt_tokens() -> int:
 
 
 def default_settings():
-    from visit.graph.settings import GraphSettings
-
     return GraphSettings()
 
 

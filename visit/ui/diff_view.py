@@ -8,13 +8,15 @@ Text goes into Dash children and grid cells (both render it as text).
 
 from __future__ import annotations
 
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 
 from visit.render.diff_figure import diff_figure
 from visit.render.hover import optional_number
 from visit.tokens import display_token
-from visit.ui.grid import column, data_grid
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui import ids
+from visit.ui.charts import PANEL_GRAPH_CONFIG
+from visit.ui.grid import clicked_row, column, data_grid
+from visit.ui.state import request_graph_update
 
 
 def side(title: str, info: dict, final: dict | None) -> html.Div:
@@ -81,12 +83,6 @@ def changed_grid_id(labels: tuple[str, str]) -> dict:
 def register_row_clicks(app, labels: tuple[str, str]) -> None:
     """A click on a row of the grid of ``diff_view(..., labels)`` puts that node into the graph, highlighted
     (a panel showing a difference view calls this once for its labels)."""
-    from dash import Input, Output, State, no_update
-
-    from visit.ui import ids
-    from visit.ui.grid import clicked_row
-    from visit.ui.state import request_graph_update
-
     @app.callback(Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
                   Input(changed_grid_id(labels), "cellClicked"), State(changed_grid_id(labels), "rowData"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)

@@ -13,11 +13,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from dash import Input, Output, Patch, State, no_update
 
+from visit.curation import curate
+from visit.graph.groups import drawn_pins, mark_pins, same_but_pins
 from visit.models.overlay import current, version_under
-from visit.render.figure import highlight_trace
+from visit.pipeline import complete, redraw as pipeline_redraw
+from visit.render.figure import highlight_trace, label_trace, node_traces, pinned_trace
 from visit.ui import ids
 from visit.ui.view import INITIAL_LAYERS
 
@@ -53,8 +57,6 @@ def first_view(analyze, vm, request):
 def redraw(analysis, settings):
     """The same trace with other settings, drawn first on the last layers again (the completion follows):
     re-drawing 30 layers costs several times what the 4 the page opens on do."""
-    from visit.pipeline import redraw as pipeline_redraw
-
     return pipeline_redraw(analysis, settings, first_view=FIRST_VIEW_LAYERS)
 
 
@@ -64,7 +66,6 @@ def curated(analysis, curation):
     current = getattr(analysis, "curation", None)
     if curation is None or current == curation or (current is None and curation.is_empty()):
         return analysis
-    from visit.curation import curate
 
     return curate(analysis, curation)
 
@@ -73,9 +74,6 @@ def patch_pins(analysis, curation) -> Patch | None:
     """A pin toggled (nothing else of the curation changed): mark the pins on the drawn graph and return the
     one-trace patch of the pin rings (the figure's last but one trace), like a highlight; None when the change
     needs the whole figure (:func:`curated`)."""
-    from visit.graph.groups import drawn_pins, mark_pins, same_but_pins
-    from visit.render.figure import pinned_trace
-
     current = getattr(analysis, "curation", None)
     if current is None or not same_but_pins(current, curation) or len(analysis.figure.data) < 2:
         return None
@@ -91,8 +89,6 @@ def patch_labels(analysis, curation) -> Patch | None:
     """Only labels changed (of nodes already drawn, not groups): set them on the drawn graph and return the patch of
     the node traces (their hovers show the label) and the label trace; the edges, the most of the figure, are not
     re-drawn. None when the change needs :func:`curated`."""
-    from visit.render.figure import label_trace, node_traces
-
     current = getattr(analysis, "curation", None)
     if current is None or analysis.uncurated is None:  # labels go on a curated copy, never on the built graph
         return None
@@ -146,7 +142,6 @@ def patch_highlight(state, highlight) -> Patch:
     wanted = set(highlight)
     for n, a in analysis.graph.nodes(data=True):
         a["highlighted"] = n in wanted
-    from dataclasses import replace
 
     analysis.settings = replace(analysis.settings, highlight=tuple(highlight))
     return _patch_marks(analysis, len(analysis.figure.data) - 1, highlight_trace)
@@ -175,7 +170,6 @@ def register_completion(app, sessions) -> None:
         first = state.analysis
         if first is None or not first.partial:
             return no_update
-        from visit.pipeline import complete
 
         try:
             whole = complete(first)  # outside the session lock: a new trace need not wait for this

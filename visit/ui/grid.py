@@ -18,7 +18,7 @@ format (Python's ``format`` mini-language: ``".4f"``, ``"+.3f"``, ``".1%"``, ``"
 
 Offline: the grid's JavaScript ships inside the ``dash_ag_grid`` Python package and the app serves it
 (``serve_locally=True``); the theme is AG Grid's Theming API (CSS injected by that JavaScript), so no
-stylesheet comes from a CDN. The HTML report keeps plain HTML tables (:class:`visit.analyses.figures.Table`).
+stylesheet comes from a CDN. The HTML report keeps plain HTML tables (:class:`visit.render.analyses.Table`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ import re
 import uuid
 
 import dash_ag_grid as dag
+
+from visit.analyses.cache import per_trace
 
 PAGE_SIZE = 20  # rows per page; shorter tables show no pager
 ROW_KEY = "_row"  # each row's own id (its index in the rows given), so a click finds its row after sorting
@@ -131,8 +133,6 @@ def shown_key(trace, *parts) -> str:
     """A key for what a panel's grid shows: the same for the same trace (and weights) and ``parts``, new for
     a new trace. A callback that re-runs on every graph re-draw (``ids.ANALYSIS_VERSION``) keeps this key
     in a ``dcc.Store`` and skips re-drawing an unchanged grid, so the user's sorting, filter and page stay."""
-    from visit.analyses.cache import per_trace
-
     token = per_trace(trace, ("ui-grid-token",), lambda: uuid.uuid4().hex)
     return "|".join([token, *map(str, parts)])
 

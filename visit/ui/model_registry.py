@@ -13,15 +13,13 @@ from collections import OrderedDict
 from typing import Callable
 
 from visit.errors import VisitError
-from visit.models import DEFAULT_MODEL, VisitModel
+from visit.models import DEFAULT_MODEL, VisitModel, load_model
 from visit.ui.policy import ModelPolicy
 
 Loader = Callable[[str], VisitModel]
 
 
 def _default_loader(name: str) -> VisitModel:
-    from visit.models import load_model
-
     return load_model(name)
 
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visit.errors import VisitError
+from visit.models.loading import shipped_model
 
 def model_kind(name: str) -> str:
     """``"shipped"`` (the default model, gemma3-270m), ``"local"`` (a path on disk) or ``"hub"`` (a Hugging Face
     id)."""
-    from visit.models.loading import shipped_model
-
     name = (name or "").strip()
     if not name or shipped_model(name) is not None:
         return "shipped"

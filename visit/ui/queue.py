@@ -17,8 +17,11 @@ import itertools
 import threading
 from contextlib import contextmanager
 
+from dash import Input, Output, State, dcc, html
+
 from visit import limits
 from visit.errors import VisitError
+from visit.ui import ids
 
 POLL = "visit-queue-poll"  # dcc.Interval: on while this tab's trace is in flight
 STATUS = "visit-queue-status"  # where the page says how many traces wait before its own
@@ -89,8 +92,6 @@ def status_text(queue: TraceQueue, key: str | None) -> str:
 
 def components():
     """The page's part: the poll timer (off until a trace is in flight) and the status line."""
-    from dash import dcc, html
-
     return [dcc.Interval(id=POLL, interval=700, disabled=True),
             html.Div(id=STATUS, className="queue-status", style={"display": "none"})]
 
@@ -100,17 +101,11 @@ RUNNING = [(POLL, "disabled", False, True), (STATUS, "style", {}, {"display": "n
 
 def running_outputs():
     """``running=`` entries for the trace callback: poll and show the status only while it is in flight."""
-    from dash import Output
-
     return [(Output(cid, prop), on, off) for cid, prop, on, off in RUNNING]
 
 
 def register(app, queue: TraceQueue) -> None:
     """The poll callback: the session's place in the queue, as text."""
-    from dash import Input, Output, State
-
-    from visit.ui import ids
-
     @app.callback(Output(STATUS, "children"), Input(POLL, "n_intervals"), State(ids.SESSION, "data"),
                   prevent_initial_call=True)
     def show_position(_, session_id):

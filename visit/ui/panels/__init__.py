@@ -1,4 +1,5 @@
-"""Panels: tabs beside the graph. Add yours with one line in :data:`PANELS`.
+"""Panels: tabs beside the graph. Add yours to the import and to :data:`PANELS` (and its feature to
+:data:`visit.features.FEATURES`).
 
 A panel is a module with:
 
@@ -70,31 +71,33 @@ stay for later traces of the session until the user presses "Clear marks".
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
-# Charts in the narrow side panel: plotly's tool bar would sit on their titles (the report keeps it)
-PANEL_GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False}
-
-PANELS: tuple[str, ...] = (
-    "visit.ui.panels.details",
-    "visit.ui.panels.layer_norm",
-    "visit.ui.panels.alignment",
-    "visit.ui.panels.regularization",
-    "visit.ui.panels.attribution",
-    "visit.ui.panels.causal_trace",
-    "visit.ui.panels.knowledge_neurons",
-    "visit.ui.panels.verify",
-    "visit.ui.panels.compare",
-    "visit.ui.panels.editing",
+from visit.ui.panels import (
+    alignment,
+    attribution,
+    causal_trace,
+    compare,
+    details,
+    editing,
+    knowledge_neurons,
+    layer_norm,
+    regularization,
+    verify,
 )
 
+PANELS: tuple[ModuleType, ...] = (details, layer_norm, alignment, regularization, attribution, causal_trace,
+                                  knowledge_neurons, verify, compare, editing)
 
-def load_panels(names=PANELS) -> list:
-    """The panel modules, in registry order (names, or module objects as tests pass them)."""
+
+def load_panels(panels=PANELS) -> list:
+    """The panel modules, in registry order, each checked against the interface (modules, or names as tests
+    pass them)."""
     modules = []
-    for name in names:
-        module = importlib.import_module(name) if isinstance(name, str) else name
+    for panel in panels:
+        module = importlib.import_module(panel) if isinstance(panel, str) else panel
         for attr in ("TITLE", "layout", "register_callbacks"):
             if not hasattr(module, attr):
-                raise TypeError(f"panel {name} lacks {attr}")
+                raise TypeError(f"panel {module.__name__} lacks {attr}")
         modules.append(module)
     return modules

@@ -6,8 +6,9 @@ import logging
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.analyses import figures
+from visit.analyses.alignment import attention_alignment
 from visit.analyses.cache import per_trace
+from visit.render import analyses as figures
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (figure_component, message, register_study_callbacks,
@@ -35,8 +36,6 @@ def layout():
 
 
 def alignment_of(analysis):
-    from visit.analyses.alignment import attention_alignment
-
     tr = analysis.trace
     return per_trace(tr, ("alignment", K), lambda: attention_alignment(tr, k=K))
 

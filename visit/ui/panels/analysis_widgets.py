@@ -12,13 +12,15 @@ import threading
 from collections import OrderedDict
 
 import numpy as np
-from dash import dcc, html
+from dash import State, dcc, html
 
 from visit import limits
-from visit.analyses.figures import Table
+from visit.analyses.study import run_study
 from visit.errors import VisitError
+from visit.prompts import default_prompt_file, load_prompt_file
+from visit.render.analyses import Table
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.grid import column, data_grid
-from visit.ui.panels import PANEL_GRAPH_CONFIG
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
 
@@ -93,9 +95,6 @@ STUDIES = StudyCache()
 def study_job(vm, studies, limit: int | None, keep_correct: bool = True, cache: StudyCache = STUDIES):
     """The job function (for :class:`visit.ui.jobs.JobRunner`) that studies the first ``limit`` shipped
     prompts, reporting each prompt as progress; a study already done for this model is reused."""
-    from visit.analyses.study import run_study
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     studies = list(studies)
     key = cache.key(vm, studies, limit, keep_correct)
 
@@ -142,8 +141,6 @@ def study_controls(prefix: str, what: str, default_limit: int = 20):
 def register_study_callbacks(app, prefix: str, studies, ctx, render):
     """Run ``studies`` as the session's job on the button, with progress and cancel; ``render(result)``
     (-> a list of Dash children) draws the finished study. Returns the :class:`JobWidget`."""
-    from dash import State
-
     kind = study_kind(prefix)
 
     def start(ctx, session_id, values):

@@ -11,13 +11,18 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
-from visit.attribution import figures
 from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
+from visit.attribution.contrast import contrast
+from visit.attribution.query import parse_neuron_spec, query_scores
+from visit.attribution.query_attn import attn_query_scores
+from visit.attribution.ranking import head_scores, layer_scores, ranked
 from visit.errors import VisitError
-from visit.tokens import display_token
+from visit.render import attribution as figures
+from visit.tokens import display_token, resolve_target
 from visit.ui import ids
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.grid import column, data_grid, first_clicked, shown_key
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.state import request_graph_update
 
 TITLE = "Attribution"
 PREFIX = "attribution"
@@ -96,8 +101,6 @@ def _table(entries: list[dict], tokens: list[str]):
 
 def panel_content(analysis, kind: str, method: str, top: int):
     """(layer figure, head figure, table, note) for an analysis; raises VisitError on bad input."""
-    from visit.attribution.report import head_scores, layer_scores, ranked
-
     tr, target = analysis.trace, analysis.target
     note = f"target {display_token(target.token)}"
     if kind != "ffn" and method != "logp_increase":
@@ -111,8 +114,6 @@ def panel_content(analysis, kind: str, method: str, top: int):
 
 
 def register_callbacks(app, ctx):
-    from visit.ui.state import request_graph_update
-
     @app.callback(Output(LAYERS, "figure"), Output(HEADS, "figure"), Output(TABLE, "children"),
                   Output(NOTE, "children"), Output(SHOWN, "data"),
                   Input(ids.ANALYSIS_VERSION, "data"), Input(KIND, "value"), Input(METHOD, "value"),
@@ -136,9 +137,6 @@ def register_callbacks(app, ctx):
                   Input(CONTRAST_BUTTON, "n_clicks"), Input(COMPETITOR, "value"), Input(ids.ANALYSIS_VERSION, "data"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)
     def _contrast(_clicks, competitor, _version, session_id):
-        from visit.attribution.contrast import contrast
-        from visit.tokens import resolve_target
-
         analysis = ctx.analysis(session_id)
         if analysis is None or not competitor:
             return no_update, no_update, ""
@@ -192,8 +190,6 @@ def register_callbacks(app, ctx):
 
 def parse_neuron(text: str) -> tuple[int, int]:
     """``"L27.N846"`` or ``"27.846"`` -> ``(27, 846)`` (FFN neurons only)."""
-    from visit.attribution.query import parse_neuron_spec
-
     spec = parse_neuron_spec(text)
     if spec[0] != "ffn":
         raise VisitError(f"type an FFN neuron as L27.N846, not '{text}'")
@@ -217,8 +213,6 @@ def _small_table(title, header, rows):
 def query_view(analysis, text: str, which: str):
     """Tables of the query scores of one neuron: an FFN neuron (``L27.N846``: what raises its
     pre-activation) or an attention neuron (``L20.H3.d17``: what raises ``|z|``)."""
-    from visit.attribution.query import parse_neuron_spec, query_scores
-
     spec = parse_neuron_spec(text)
     if spec[0] == "attn":
         return attn_query_view(analysis, *spec[1:])
@@ -241,8 +235,6 @@ def query_view(analysis, text: str, which: str):
 
 def attn_query_view(analysis, layer: int, head: int, dim: int):
     """Tables of what activates attention neuron ``(layer, head, dim)`` at the traced position."""
-    from visit.attribution.query_attn import attn_query_scores
-
     q = attn_query_scores(analysis.trace, layer, head, dim, top=10)
     tokens = analysis.trace.tokens
 

@@ -11,11 +11,14 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
-from visit.localization import figures
+from visit.features import CAUSAL_TRACE
 from visit.localization.causal_trace import KINDS, causal_trace
+from visit.localization.subject import find_subject
+from visit.prompts import default_prompt_file, load_prompt_file
+from visit.render import causal_trace as figures
 from visit.tokens import display_token
 from visit.ui import ids
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 from visit.ui.state import request_graph_update
 
@@ -61,13 +64,12 @@ def start(ctx, session_id: str, values: tuple):
         raise VisitError("pick at least one kind of state to restore")
     target = (target or "").strip("\n") or analysis.target.id
     vm, prompt = analysis.vm, analysis.trace.prompt
-    from visit.localization.subject import find_subject
 
     find_subject(vm.tokenizer, prompt, subject)  # a bad subject is an error now, not in the job
 
     def job(jc):
         ct = causal_trace(vm, prompt, subject, target, kinds, samples, progress=jc.progress, partial=jc.partial)
-        analysis.extras["causal_trace"] = ct
+        analysis.extras[CAUSAL_TRACE.result_key] = ct  # for the HTML report
         return ct
 
     return job
@@ -127,8 +129,6 @@ def register_callbacks(app, ctx):
 
 
 def shipped_subject(prompt: str) -> str | None:
-    from visit.prompts import default_prompt_file, load_prompt_file
-
     for case in load_prompt_file(default_prompt_file()):
         if case.subject and case.prompt.strip() == prompt.strip():
             return case.subject

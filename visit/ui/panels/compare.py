@@ -12,8 +12,12 @@ from dataclasses import replace
 from dash import Input, Output, State, dcc, html, no_update
 
 from visit.errors import VisitError
+from visit.graph.diff import diff_graphs
+from visit.pipeline import redraw
 from visit.ui import ids
-from visit.ui.panels import PANEL_GRAPH_CONFIG
+from visit.ui.charts import PANEL_GRAPH_CONFIG
+from visit.ui.controls import check_prompt_length, parse_int, parse_prompt, parse_target
+from visit.ui.diff_view import diff_view, register_row_clicks
 from visit.ui.state import request_graph_update
 
 TITLE = "Compare"
@@ -42,9 +46,6 @@ def layout():
 def compare(vm, current, prompt: str | None, target: str | None, position: int | None, analyze, layers: int = 4):
     """``(before, after, diff)``: the current analysis re-drawn on its last ``layers`` layers and the other
     one with the same settings (a new forward pass), and their :func:`~visit.graph.diff.diff_graphs`."""
-    from visit.graph.diff import diff_graphs
-    from visit.pipeline import redraw
-
     full = current.settings.layers(vm.dims.n_layers)
     settings = replace(current.settings, layer_start=full[-min(layers, len(full))], layer_end=full[-1],
                        highlight=())
@@ -58,17 +59,12 @@ def compare(vm, current, prompt: str | None, target: str | None, position: int |
 
 
 def register_callbacks(app, ctx):
-    from visit.ui.diff_view import register_row_clicks
-
     register_row_clicks(app, LABELS)  # a changed node's row puts it into the graph
 
     @app.callback(Output(RESULT, "children"), Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
                   Input(RUN, "n_clicks"), State(PROMPT, "value"), State(TARGET, "value"), State(POSITION, "value"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)
     def run_compare(n_clicks, prompt, target, position, session_id):
-        from visit.ui.controls import check_prompt_length, parse_int, parse_prompt, parse_target
-        from visit.ui.diff_view import diff_view
-
         if not n_clicks:
             return no_update, no_update
         current = ctx.analysis(session_id)

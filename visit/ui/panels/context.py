@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from visit import limits
+from visit import limits, pipeline
 from visit.models import VisitModel
 from visit.models.overlay import session_weights
 from visit.ui.jobs import JobRunner
@@ -59,7 +59,7 @@ class PanelContext:
         Sessions the store drops are dropped from the job runner too; the runner refuses jobs beyond the
         server's caps (:data:`visit.limits.JOBS_PER_SESSION`, :data:`visit.limits.JOBS`)."""
         if analyze is None:
-            from visit.pipeline import analyze
+            analyze = pipeline.analyze
         jobs = JobRunner(max_workers=max_workers, max_sessions=max(64, 2 * max_sessions),
                          max_jobs=limits.JOBS.value, max_per_session=limits.JOBS_PER_SESSION.value)
         sessions = SessionStore(max_sessions, on_drop=jobs.drop)

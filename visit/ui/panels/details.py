@@ -8,6 +8,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from visit.errors import VisitError
+from visit.pipeline import node_details
 from visit.ui import ids
 from visit.ui.clicks import edge_from_click, node_id_from_click
 from visit.ui.details_view import details_panel
@@ -60,8 +61,6 @@ def render_edge(analysis, u: str, v: str):
 
 
 def render_node(analysis, node_id: str):
-    from visit.pipeline import node_details
-
     try:
         details = node_details(analysis, node_id)
     except VisitError as exc:

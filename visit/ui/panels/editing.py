@@ -16,10 +16,12 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
 from visit.editing.before_after import before_after, make_request
-from visit.editing.edit import EDITORS, editor
-from visit.editing.report import compact_difference, percent
+from visit.editing.counterfact import METRICS, evaluate, load_records
+from visit.editing.editors import EDITORS, editor
 from visit.errors import VisitError
+from visit.graph.diff import diff_graphs
 from visit.models.overlay import session_weights
+from visit.report.editing import compact_difference, percent
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.controls import parse_int
@@ -124,7 +126,6 @@ def start(ctx, session_id: str, values: tuple):
             with session_weights(overlay):
                 graphs.append(ctx.analyze(vm, analysis.trace.prompt, None, analysis.trace.position,
                                           analysis.settings, target_id=analysis.target.id))
-        from visit.graph.diff import diff_graphs
 
         diff = diff_graphs(*graphs)
         edit.info.update(before_after=rows, difference=compact_difference(diff), difference_graph=diff)
@@ -136,8 +137,6 @@ def start(ctx, session_id: str, values: tuple):
 
 def start_eval(ctx, session_id: str, values: tuple):
     """The CounterFact evaluation job on the shipped records (VisitError: the message)."""
-    from visit.editing.counterfact import evaluate, load_records
-
     method, layer, key, limit = values
     editor(method)
     layer = parse_int(layer, "the layer", minimum=0)
@@ -157,8 +156,6 @@ def start_eval(ctx, session_id: str, values: tuple):
 
 
 def render_eval(result, finished: bool):
-    from visit.editing.counterfact import METRICS
-
     rows = []
     for name, metrics, intervals in (("unedited", result["unedited"], result["unedited_intervals"]),
                                      (f"{result['method']} (layer {result['layer']})", result["metrics"],

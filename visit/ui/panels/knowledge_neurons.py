@@ -3,7 +3,7 @@ prompt and target, refined over paraphrases the user types; lists the neurons wi
 weights promote, and puts a clicked one into the graph.
 
 The work runs as the session's job (:mod:`visit.ui.panels.job_widget`): progress per batched pass, cancel.
-The result is kept on the analysis (``analysis.extras["knowledge_neurons"]``) for the HTML report.
+The result is kept on the analysis (``analysis.extras[KNOWLEDGE_NEURONS.result_key]``) for the HTML report.
 """
 
 from __future__ import annotations
@@ -12,10 +12,14 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
+from visit.features import KNOWLEDGE_NEURONS
+from visit.localization.integrated_gradients import check_steps
+from visit.localization.knowledge_neurons import knowledge_neurons
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.grid import column, data_grid, first_clicked
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
+from visit.ui.state import request_graph_update
 
 TITLE = "Knowledge neurons"
 PREFIX = "kn"
@@ -64,9 +68,6 @@ def _number(value, default, what: str) -> float:
 
 def make_job(analysis, paraphrases_text, steps, threshold, share):
     """Check the panel's inputs (server-side caps) and return the job function."""
-    from visit.localization.integrated_gradients import check_steps
-    from visit.localization.knowledge_neurons import knowledge_neurons
-
     if analysis is None:
         raise VisitError("trace a prompt first")
     steps = check_steps(20 if steps in (None, "") else steps, capped=True)
@@ -84,7 +85,7 @@ def make_job(analysis, paraphrases_text, steps, threshold, share):
                                share=share, progress=job_ctx.progress)
         if analysis.trace.position != len(analysis.trace.tokens) - 1:
             kn.notes.append("knowledge neurons use the prompt's last token, not the traced position")
-        analysis.extras["knowledge_neurons"] = kn
+        analysis.extras[KNOWLEDGE_NEURONS.result_key] = kn
         return kn
 
     return job
@@ -135,8 +136,6 @@ def render(kn, finished: bool = True):
 
 
 def register_callbacks(app, ctx):
-    from visit.ui.state import request_graph_update
-
     register_job_callbacks(
         app, ctx, PREFIX, KIND,
         start=lambda c, session_id, values: make_job(c.analysis(session_id), *values),

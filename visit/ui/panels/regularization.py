@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.analyses import figures
 from visit.analyses.regularization import FLAG_LABEL, strongest
+from visit.render import analyses as figures
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (register_study_callbacks, sections_component, study_controls,
                                               study_kind, table_component)
+from visit.ui.state import request_graph_update
 
 TITLE = "Regularization neurons"
 PREFIX = "regularization"
@@ -47,8 +48,6 @@ def register_callbacks(app, ctx):
         prevent_initial_call=True,
     )
     def _flag(_clicks, min_share, per_layer, session_id):
-        from visit.ui.state import request_graph_update
-
         result = ctx.jobs.result(session_id, study_kind(PREFIX))  # this session's last finished study
         if result is None:
             return no_update, html.P("Run the study first.", className="hint")

@@ -12,10 +12,11 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from visit.errors import VisitError
+from visit.graph.verify import VERIFIABLE, verify
 from visit.ui import ids
+from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.clicks import node_id_from_click
 from visit.ui.grid import column, data_grid
-from visit.ui.panels import PANEL_GRAPH_CONFIG
 
 TITLE = "Verify"
 NODES = "verify-nodes"
@@ -74,8 +75,6 @@ def register_callbacks(app, ctx):
                   Input(ids.ANALYSIS_VERSION, "data"), Input(ids.GRAPH, "clickData"), State(NODES, "value"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)
     def pick(_version, click_data, chosen, session_id):
-        from visit.graph.verify import VERIFIABLE
-
         analysis = ctx.analysis(session_id)
         if analysis is None:
             return [], []
@@ -91,8 +90,6 @@ def register_callbacks(app, ctx):
                   Input(RUN, "n_clicks"), State(NODES, "value"), State(MODE, "value"), State(ids.SESSION, "data"),
                   prevent_initial_call=True)
     def run_check(n_clicks, nodes, mode, session_id):
-        from visit.graph.verify import verify
-
         analysis = ctx.analysis(session_id)
         if not n_clicks:
             return no_update, no_update

@@ -1,35 +1,15 @@
-"""Report sections for the standalone HTML report (registered in ``visit.report``)."""
+"""Attribution in the standalone HTML report (a section in :data:`visit.report.SECTIONS`)."""
 
 from __future__ import annotations
 
-from visit.attribution import figures
-from visit.attribution.cache import memo
+from visit.attribution.ranking import head_scores, layer_scores, ranked
+from visit.render import attribution as figures
+from visit.report.page import ReportSection
 from visit.tokens import display_token
-
-
-def layer_scores(trace, target_id):
-    from visit.attribution.logprob import layer_logprob_increase
-
-    return memo(trace, ("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
-
-
-def head_scores(trace, target_id):
-    from visit.attribution.logprob import head_logprob_increase
-
-    return memo(trace, ("heads", target_id), lambda: head_logprob_increase(trace, target_id))
-
-
-def ranked(trace, target_id, kind: str, method: str = "logp_increase", top: int = 20):
-    from visit.attribution.ranking import ranked_components
-
-    return memo(trace, ("ranked", target_id, kind, method, top),
-                lambda: ranked_components(trace, target_id, kind, method, top))
 
 
 def report_sections(analysis) -> list:
     """Layer bars, head heatmap, and the top FFN and attention neurons for the analysed target."""
-    from visit.report import ReportSection
-
     tr, target = analysis.trace, analysis.target
     t = display_token(target.token)  # titles are escaped by visit.report
     ffn = ranked(tr, target.id, "ffn")

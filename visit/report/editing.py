@@ -1,4 +1,4 @@
-"""Knowledge edits in the HTML report (a section provider registered in :data:`visit.report.REPORT_SECTION_PROVIDERS`).
+"""Knowledge edits in the HTML report (a section in :data:`visit.report.SECTIONS`).
 
 A trace knows the edits it was computed with (``trace.overlay.edits``, :mod:`visit.models.overlay`); the editing
 panel stores on each edit what it measured (``edit.info["before_after"]``: the objects' probabilities on the
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from html import escape
 
+from visit.render.diff_figure import diff_figure
 from visit.render.hover import optional_number
+from visit.report.page import ReportSection
 from visit.tokens import display_token
 
 TOP_ROWS = 10
@@ -72,8 +74,6 @@ def edit_html(edit) -> str:
 
 def report_sections(analysis) -> list:
     """The edits the analysis's trace was computed with, in the order applied."""
-    from visit.report import ReportSection
-
     edits = getattr(getattr(analysis.trace, "overlay", None), "edits", ())
     if not edits:
         return []
@@ -82,8 +82,6 @@ def report_sections(analysis) -> list:
     sections = [ReportSection("Knowledge edits", html=intro + "".join(edit_html(e) for e in edits))]
     for e in edits:
         if e.info.get("difference_graph"):
-            from visit.render.diff_figure import diff_figure
-
             sections.append(ReportSection(f"Difference graph of edit #{e.id} (after − before)",
                                           figure=diff_figure(e.info["difference_graph"], ("before", "after"))))
     return sections

@@ -1,12 +1,17 @@
-"""Causal tracing in HTML: a report section (registered in ``visit.report``) and standalone pages for the CLI."""
+"""Causal tracing in HTML: a report section (in :data:`visit.report.SECTIONS`) and standalone pages for the CLI."""
 
 from __future__ import annotations
 
 from html import escape
 
-from visit.localization import figures
+import plotly.offline
+
 from visit.localization.causal_trace import CausalTrace
+from visit.render import causal_trace as figures
+from visit.report.page import ReportSection, standalone_page
 from visit.tokens import display_token
+
+RESULT_KEY = "causal_trace"  # the panel keeps its last causal trace as analysis.extras[RESULT_KEY]
 
 
 def _summary_html(ct: CausalTrace) -> str:
@@ -30,9 +35,7 @@ def trace_sections(ct: CausalTrace) -> list[tuple[str, str]]:
 
 def report_sections(analysis) -> list:
     """The session's causal trace, when the Causal trace panel computed one for this analysis."""
-    from visit.report import ReportSection
-
-    ct = analysis.extras.get("causal_trace")
+    ct = analysis.extras.get(RESULT_KEY)
     if ct is None:
         return []
     sections = [ReportSection("Causal trace", html=_summary_html(ct))]
@@ -43,24 +46,18 @@ def report_sections(analysis) -> list:
 
 
 def _with_plotlyjs(parts: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    import plotly.offline
-
     script = f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
     return [(parts[0][0], script + parts[0][1])] + parts[1:] if parts else parts
 
 
 def trace_page(ct: CausalTrace, model_name: str) -> str:
     """A standalone offline page with the three heatmaps."""
-    from visit.report import standalone_page
-
     return standalone_page(f"visit causal trace: {ct.prompt}", f"Causal trace ({model_name})",
                            _with_plotlyjs(trace_sections(ct)))
 
 
 def study_page(study, model_name: str) -> str:
     """A standalone offline page with the averaged curves per kind."""
-    from visit.report import standalone_page
-
     s = study.summary()
     buckets = study.buckets()
     parts = [("Summary", f"<p>{s['n']} facts (skipped {len(s['skipped'])}); mean p(clean) = {s['p_clean']:.4f}, "

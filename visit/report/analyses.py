@@ -1,8 +1,8 @@
 """HTML for the analyses: sections of the flow-graph report, and the standalone study report.
 
-``report_sections`` is registered in :data:`visit.report.REPORT_SECTION_PROVIDERS`. The study
+``report_sections`` is in :data:`visit.report.SECTIONS`. The study
 report embeds plotly.js once (with the first figure) so it opens offline; every user string is
-escaped (titles here, table cells in :meth:`visit.analyses.figures.Table.to_html`).
+escaped (titles here, table cells in :meth:`visit.render.analyses.Table.to_html`).
 """
 
 from __future__ import annotations
@@ -11,26 +11,23 @@ import html
 import json
 from pathlib import Path
 
-from visit.analyses import figures
+from visit.analyses.alignment import attention_alignment
 from visit.analyses.cache import per_trace
+from visit.analyses.ln_filter import layer_norm_filter
+from visit.render import analyses as figures
+from visit.report.page import ReportSection
 
 
 def trace_ln_filter(trace, target_id):
-    from visit.analyses.ln_filter import layer_norm_filter
-
     return per_trace(trace, ("ln_filter", target_id), lambda: layer_norm_filter(trace, target_id))
 
 
 def trace_alignment(trace):
-    from visit.analyses.alignment import attention_alignment
-
     return per_trace(trace, "alignment", lambda: attention_alignment(trace))
 
 
 def report_sections(analysis) -> list:
     """Layer-norm filter, alignment and flagged neurons for the analysed prompt."""
-    from visit.report import ReportSection
-
     trace, target = analysis.trace, analysis.target
     rows = trace_ln_filter(trace, target.id)
     sections = [

@@ -1,37 +1,37 @@
-"""The standalone HTML report: graph, settings, top predictions, per-layer strip, then provider sections.
+"""The standalone HTML report: graph, settings, top predictions, per-layer strip, then the features' sections.
 
-Other modules add sections by naming a function in :data:`REPORT_SECTION_PROVIDERS`
-(``"module:function"``); each takes an :class:`~visit.pipeline.Analysis` and returns
-``list[ReportSection]``. A section's ``title`` is escaped here; its ``html`` is inserted as given, so a
-provider must ``html.escape`` every user string in it; its ``figure`` is embedded without plotly.js
-(the report embeds plotly.js once, with the first figure).
+Each function in :data:`SECTIONS` takes an :class:`~visit.pipeline.Analysis` and returns
+``list[ReportSection]`` (:mod:`visit.report.page`); one module per feature holds it (``visit.report.attribution``,
+...), and :data:`visit.features.FEATURES` names it with the feature's panel and CLI command. A section's ``title``
+is escaped here; its ``html`` is inserted as given, so a section must ``html.escape`` every user string in it;
+its ``figure`` is embedded without plotly.js (the report embeds plotly.js once, with the first figure).
 """
 
 from __future__ import annotations
 
-import importlib
+import json
 import logging
-from dataclasses import dataclass
 from html import escape
+from pathlib import Path
+from typing import Callable
 
+from visit.links import view_query
+from visit.report import analyses, attribution, causal_trace, editing, knowledge_neurons
+from visit.report.page import STYLE, ReportSection, standalone_page
 from visit.tokens import display_token
 
 log = logging.getLogger(__name__)
 
-REPORT_SECTION_PROVIDERS: tuple[str, ...] = (
-    "visit.analyses.report:report_sections",
-    "visit.attribution.report:report_sections",
-    "visit.localization.report:report_sections",
-    "visit.localization.kn_report:report_sections",
-    "visit.editing.report:report_sections",
+SECTIONS: tuple[Callable[..., list[ReportSection]], ...] = (
+    analyses.report_sections,
+    attribution.report_sections,
+    causal_trace.report_sections,
+    knowledge_neurons.report_sections,
+    editing.report_sections,
 )
 
-
-@dataclass
-class ReportSection:
-    title: str
-    figure: object = None  # a plotly Figure
-    html: str | None = None  # trusted HTML: escape user strings before building it
+__all__ = ["SECTIONS", "STYLE", "ReportSection", "provider_sections", "render_report", "standalone_page",
+           "view_state"]
 
 
 def _tok(text: str) -> str:
@@ -40,14 +40,13 @@ def _tok(text: str) -> str:
 
 def provider_sections(analysis) -> list[ReportSection]:
     sections = []
-    for spec in REPORT_SECTION_PROVIDERS:
-        module_name, _, func_name = spec.partition(":")
+    for func in SECTIONS:
         try:
-            func = getattr(importlib.import_module(module_name), func_name)
             sections.extend(func(analysis))
-        except Exception as exc:  # a broken provider must not lose the rest of the report
-            log.warning("report section provider %s failed: %s", spec, exc)
-            sections.append(ReportSection(f"{spec} (failed)", html=f"<p>{escape(str(exc))}</p>"))
+        except Exception as exc:  # a broken section must not lose the rest of the report
+            name = f"{func.__module__}:{func.__name__}"
+            log.warning("report section %s failed: %s", name, exc)
+            sections.append(ReportSection(f"{name} (failed)", html=f"<p>{escape(str(exc))}</p>"))
     return sections
 
 
@@ -97,19 +96,8 @@ READING_GUIDE = (
     "Query and key nodes live in d_head space and are not projected (grey). Scroll to zoom, drag to pan.</p>"
 )
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.4em} h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}
-.tok{background:#eef;border-radius:3px;padding:0 2px;margin:0 1px;white-space:pre}
-.tok.pos{background:#fd8;font-weight:bold} details{margin-top:.5em} .guide{max-width:70em;color:#444}
-"""
-
-
 def label_script() -> str:
     """The app's label placement (``assets/labels.js``: labels never overlap, the rest on hover), inlined."""
-    from pathlib import Path
-
     path = Path(__file__).resolve().parents[1] / "assets" / "labels.js"
     return f"<script>{path.read_text(encoding='utf-8')}</script>" if path.is_file() else ""
 
@@ -119,10 +107,6 @@ def view_state(analysis, link: str | None = None, app_url: str | None = None) ->
     the pins, groups (with their combined contribution) and labels as tables, and the same state as JSON in a
     ``<script type="application/json" id="visit-view-state">`` block (``<`` written as ``\\u003c``). ``app_url``:
     the app's address (``http://host:port/``, known when the app exports), making the view a link that opens it."""
-    import json
-
-    from visit.links import view_query
-
     c = analysis.curation
     tr, t = analysis.trace, analysis.target
     link = link or view_query(tr.prompt, target_id=t.id, position=tr.position, settings=analysis.settings,
@@ -177,11 +161,3 @@ def render_report(analysis, link: str | None = None, app_url: str | None = None)
             body += section.html
         parts.append((escape(section.title), body))
     return standalone_page(f"visit: {analysis.trace.prompt}", "visit flow graph", parts)
-
-
-def standalone_page(title: str, heading: str, parts: list[tuple[str, str]]) -> str:
-    """One offline HTML document: ``parts`` are ``(escaped title, trusted html)`` sections; ``title`` and
-    ``heading`` are plain text (escaped here). The first figure in it must inline plotly.js."""
-    body = "\n".join(f"<section><h2>{t}</h2>\n{html}\n</section>" for t, html in parts)
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{escape(heading)}</h1>\n{body}\n</body></html>\n")

@@ -1,13 +1,15 @@
-"""Knowledge neurons in the HTML report (registered in ``visit.report``): the panel's last result for the
-analysis (``analysis.extras["knowledge_neurons"]``), as a small table and the suppress/enhance effects."""
+"""Knowledge neurons in the HTML report (in :data:`visit.report.SECTIONS`): the panel's last result for the
+analysis (``analysis.extras[RESULT_KEY]``), as a small table and the suppress/enhance effects."""
 
 from __future__ import annotations
 
 from html import escape
 
+from visit.report.page import ReportSection
 from visit.tokens import display_token
 
 MAX_ROWS = 30
+RESULT_KEY = "knowledge_neurons"  # the panel keeps its last result as analysis.extras[RESULT_KEY]
 
 
 def _tok(text: str) -> str:
@@ -39,9 +41,7 @@ def kn_html(kn) -> str:
 
 def report_sections(analysis) -> list:
     """The knowledge neurons, when the panel computed them for this analysis."""
-    from visit.report import ReportSection
-
-    kn = analysis.extras.get("knowledge_neurons")
+    kn = analysis.extras.get(RESULT_KEY)
     if kn is None:
         return []
     return [ReportSection("Knowledge neurons (integrated gradients)", html=kn_html(kn))]
