@@ -13,6 +13,8 @@ from pathlib import Path
 
 from visit.analyses import figures
 from visit.analyses.cache import per_trace
+from visit.hooks.names import hook_name
+from visit.ids import neuron_id
 
 
 def trace_ln_filter(trace, target_id):
@@ -51,11 +53,11 @@ def flagged_neurons_table(trace, flagged: dict) -> str:
     for (layer, neuron), label in sorted(flagged.items()):
         if not 0 <= layer < trace.n_layers:
             continue
-        coeff = trace[f"blocks.{layer}.mlp.hook_post"][trace.position]
+        coeff = trace[hook_name(layer, "mlp.hook_post")][trace.position]
         if not 0 <= neuron < coeff.shape[0]:
             continue
         rank = int((coeff.abs() > coeff[neuron].abs()).sum()) + 1
-        rows.append([f"L{layer}.N{neuron}", label, float(coeff[neuron]), rank])
+        rows.append([neuron_id(layer, neuron), label, float(coeff[neuron]), rank])
     return figures.html_table(["neuron", "flag", "coefficient here", "rank by |coefficient| in its layer"], rows)
 
 

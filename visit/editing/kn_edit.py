@@ -39,6 +39,7 @@ import torch
 from visit.editing.edit import Edit, mlp_out_param, register, to_param_layout
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
+from visit.hooks.names import hook_name
 from visit.models.weights import as_in_out
 
 LAMBDA1, LAMBDA2 = 1.0, 8.0
@@ -118,7 +119,7 @@ def causal_neurons(vm, prompt: str, subject: str, target_id: int, top: int = 1, 
     s0, s1 = ct.subject_range
     gen = torch.Generator().manual_seed(seed)  # the same noise as the trace's corrupted runs
     eps = (torch.randn(samples, s1 - s0, vm.dims.d_model, generator=gen) * float(ct.noise)).to(vm.device)
-    name = f"blocks.{layer}.mlp.hook_post"
+    name = hook_name(layer, "mlp.hook_post")
     _, clean = run(vm, ids, read=[name])
     a_clean = clean[name][0, token].float()
     z = torch.zeros(samples, vm.dims.d_mlp, device=vm.device, requires_grad=True)
