@@ -7,6 +7,7 @@ from pathlib import Path
 from visit.cli import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.graph.settings import GraphSettings, parse_layers, normalise_flags
+from visit.ids import spine_id
 from visit.tokens import display_token
 
 
@@ -65,7 +66,7 @@ def run(args) -> int:
     analysis = analyze(vm, args.prompt, args.target, args.position, settings)
     g, tr = analysis.graph, analysis.trace
     layers = settings.layers(vm.dims.n_layers)
-    last = g.nodes.get(f"L{layers[-1]}.resid_post", {})
+    last = g.nodes.get(spine_id(layers[-1], "resid_post"), {})
     print(f"model: {vm.name}")
     print(f"position: {tr.position} ('{display_token(tr.tokens[tr.position])}'), "
           f"target: '{display_token(analysis.target.token)}' (id {analysis.target.id})")

@@ -17,6 +17,7 @@ import sys
 
 from visit.cli import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
+from visit.ids import neuron_id
 from visit.tokens import display_token
 
 
@@ -61,7 +62,7 @@ def _bar(desc: str):
 
 
 def _neuron(n) -> str:
-    return f"L{n.layer}.N{n.neuron}" if hasattr(n, "layer") else f"L{n['layer']}.N{n['neuron']}"
+    return neuron_id(n.layer, n.neuron) if hasattr(n, "layer") else neuron_id(n["layer"], n["neuron"])
 
 
 def histogram_text(counts: list[int], width: int = 30) -> str:

@@ -14,6 +14,7 @@ from dash import ctx as dash_ctx
 from visit.attribution import figures
 from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
 from visit.errors import VisitError
+from visit.ids import head_id, neuron_id, node_id
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.grid import column, data_grid, first_clicked, shown_key
@@ -220,15 +221,15 @@ def query_view(analysis, text: str, which: str):
     q = query_scores(analysis.trace, layer, neuron, which=which, top=10)
     tokens = analysis.trace.tokens
     return html.Div([
-        html.P(f"L{layer}.N{neuron}: pre-activation {q['pre_activation']:.3f} ({which} subkey); inner products of "
+        html.P(f"{neuron_id(layer, neuron)}: pre-activation {q['pre_activation']:.3f} ({which} subkey); inner products of "
                "each earlier vector with the norm-folded subkey, which add up to it.", className="hint"),
         _small_table("query layers", ["vector", SCORE],
                      [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), e["score"]]
                       for e in q["layers"][:10]]),
         _small_table("query FFN neurons", ["neuron", SCORE],
-                     [[f"L{e['layer']}.N{e['index']}", e["score"]] for e in q["ffn_neurons"]]),
+                     [[neuron_id(e["layer"], e["index"]), e["score"]] for e in q["ffn_neurons"]]),
         _small_table("query attention subvalues", ["head", "source", SCORE],
-                     [[f"L{e['layer']}.H{e['head']}", f"{e['position']}: {display_token(tokens[e['position']])}",
+                     [[head_id(e["layer"], e["head"]), f"{e['position']}: {display_token(tokens[e['position']])}",
                        e["score"]] for e in q["attn_subvalues"]]),
     ])
 
@@ -244,7 +245,7 @@ def attn_query_view(analysis, layer: int, head: int, dim: int):
         return f"{s}: {display_token(tokens[s])}"
 
     return html.Div([
-        html.P(f"L{layer}.H{head}.d{dim} (kv head {q['kv_head']}): z = {q['z']:+.4f}. Inner products of each "
+        html.P(f"{node_id(layer, 'head_dim', head, dim)} (kv head {q['kv_head']}): z = {q['z']:+.4f}. Inner products of each "
                "earlier vector at each source with the neuron's norm-folded value subkey, weighted by the head's "
                "attention to that source; scores are multiplied by sign(z), so positive raises |z|. Raw scores "
                f"plus the constant {q['constant']:+.4f} add up to z.", className="hint"),
@@ -253,10 +254,10 @@ def attn_query_view(analysis, layer: int, head: int, dim: int):
                       for e in q["layers"][:10]]),
         _small_table("sources", ["source", SCORE], [[src(s), v] for s, v in enumerate(q["sources"])]),
         _small_table("query FFN neurons (summed over sources)", ["neuron", SCORE, "best source"],
-                     [[f"L{e['layer']}.N{e['index']}", e["score"], src(e["best_source"])]
+                     [[neuron_id(e["layer"], e["index"]), e["score"], src(e["best_source"])]
                       for e in q["ffn_neurons"]]),
         _small_table("query heads (at the sources)", ["head", SCORE, "best source"],
-                     [[f"L{e['layer']}.H{e['head']}", e["score"], src(e["best_source"])]
+                     [[head_id(e["layer"], e["head"]), e["score"], src(e["best_source"])]
                       for e in q["attn_heads"]]),
     ])
 

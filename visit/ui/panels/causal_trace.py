@@ -11,6 +11,7 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 
 from visit import limits
 from visit.errors import VisitError
+from visit.ids import spine_id
 from visit.localization import figures
 from visit.localization.causal_trace import KINDS, causal_trace
 from visit.tokens import display_token
@@ -91,7 +92,7 @@ def cell_request(session_id: str, kind: str, point: dict, n_layers: int) -> dict
     """The graph request for a clicked heatmap cell: that token, a few layers around it, its spine highlighted."""
     layer = int(point["x"])
     position = int(str(point["y"]).split(" ", 1)[0])
-    highlight = tuple(f"L{layer}.{s}" for s in SPINE)
+    highlight = tuple(spine_id(layer, s) for s in SPINE)
     return request_graph_update(session_id, position=position, layer_start=max(0, layer - 2),
                                 layer_end=min(n_layers - 1, layer + 2), highlight=highlight)
 
