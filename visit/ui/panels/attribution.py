@@ -12,7 +12,7 @@ from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from visit.attribution import figures
-from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
+from visit.attribution.baselines import METHOD_LABELS, METHODS, REGISTRY
 from visit.errors import VisitError
 from visit.ids import head_id, neuron_id, node_id
 from visit.tokens import display_token
@@ -49,7 +49,7 @@ def layout():
             html.Label("components"), dcc.Dropdown(id=KIND, options=KIND_OPTIONS, value="ffn", clearable=False),
             html.Label("method"),
             dcc.Dropdown(id=METHOD, clearable=False, value="logp_increase",
-                         options=[{"label": f"{METHOD_IDS[m]}) {METHOD_LABELS[m]}", "value": m} for m in METHODS]),
+                         options=[{"label": REGISTRY.title(m), "value": m} for m in METHODS]),
             html.Label("top"), dcc.Input(id=TOP, type="number", min=1, max=200, step=1, value=20, debounce=True),
             html.Button("Prune the graph by attribution", id=PRUNE, n_clicks=0),
         ], className="controls"),
