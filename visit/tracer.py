@@ -57,7 +57,8 @@ from visit.hooks.interventions import Intervention
 from visit.hooks.names import hook_name
 from visit.hooks.runner import run
 from visit.models.loading import VisitModel
-from visit.models.overlay import NONE, Overlay, current
+from visit.memo import Memo
+from visit.models.overlay import NONE, Overlay, current, weights_of
 from visit.tokens import token_strings
 
 
@@ -73,6 +74,17 @@ class Trace:
     interventions: tuple = ()  # what was written during the pass (visit.hooks)
     weights_version: tuple = ()  # vm.weights.version when traced
     overlay: Overlay = NONE  # the session's weight edits in force when traced (visit.models.overlay)
+    memos: Memo = field(default_factory=Memo, init=False, repr=False, compare=False)  # see memo()
+
+    def memo(self, key, compute):
+        """``compute()`` once per ``key`` and weights version; the result lives as long as the trace.
+
+        What is derived from a trace often combines it with the model's weights (attribution, the lens), so the
+        weights' version is part of the key: after an edit the same trace is scored again with the weights it
+        now meets, never a stale number. ``compute`` runs on the weights the trace was computed on (its
+        session's edits, :func:`visit.models.overlay.weights_of`)."""
+        with weights_of(self):
+            return self.memos.get((self.vm.weights.version, key), compute)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.values[name]

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 from visit.analyses import figures
-from visit.analyses.cache import per_trace
 from visit.hooks.names import hook_name
 from visit.ids import neuron_id
 
@@ -20,13 +19,13 @@ from visit.ids import neuron_id
 def trace_ln_filter(trace, target_id):
     from visit.analyses.ln_filter import layer_norm_filter
 
-    return per_trace(trace, ("ln_filter", target_id), lambda: layer_norm_filter(trace, target_id))
+    return trace.memo(("ln_filter", target_id), lambda: layer_norm_filter(trace, target_id))
 
 
 def trace_alignment(trace):
     from visit.analyses.alignment import attention_alignment
 
-    return per_trace(trace, "alignment", lambda: attention_alignment(trace))
+    return trace.memo("alignment", lambda: attention_alignment(trace))
 
 
 def report_sections(analysis) -> list:

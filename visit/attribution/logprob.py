@@ -280,11 +280,10 @@ def ffn_neuron_logprob_increase(trace, target_id: int, per_layer: int = 20) -> t
     are ranked by that first-order term (exact certification of the bottom is ~10x the cost; use
     ``ffn_neuron_scores(..., bottom_per_layer=k)`` when it matters). Memoised per trace.
     """
-    from visit.attribution.cache import memo
     from visit.attribution.fast import ffn_neuron_scores
 
-    return memo(trace, ("ffn_contract", target_id, per_layer),
-                lambda: ffn_neuron_scores(trace, target_id, k=1000, per_layer=per_layer).scores)
+    return trace.memo(("ffn_contract", target_id, per_layer),
+                      lambda: ffn_neuron_scores(trace, target_id, k=1000, per_layer=per_layer).scores)
 
 
 def ffn_neuron_logprob_increase_brute(trace, target_id: int) -> torch.Tensor:

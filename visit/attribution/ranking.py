@@ -64,10 +64,8 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
             res = ffn_neuron_scores(trace, target_id, k=0 if bottom else top, k_bottom=top if bottom else 0)
             scores = res.scores
         else:
-            from visit.attribution.cache import memo
-
-            scores = memo(trace, ("method", target_id, method),
-                          lambda: ffn_method_scores(trace, target_id, methods=(method,))[method])
+            scores = trace.memo(("method", target_id, method),
+                                lambda: ffn_method_scores(trace, target_id, methods=(method,))[method])
         vals, idx = scores.reshape(-1).topk(min(top, scores.numel()), largest=not bottom)
         for v, flat in zip(vals.tolist(), idx.tolist()):
             layer, i = divmod(flat, d.d_mlp)

@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from visit.attribution import figures
-from visit.attribution.cache import memo
 from visit.tokens import display_token
 
 
 def layer_scores(trace, target_id):
     from visit.attribution.logprob import layer_logprob_increase
 
-    return memo(trace, ("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
+    return trace.memo(("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
 
 
 def head_scores(trace, target_id):
     from visit.attribution.logprob import head_logprob_increase
 
-    return memo(trace, ("heads", target_id), lambda: head_logprob_increase(trace, target_id))
+    return trace.memo(("heads", target_id), lambda: head_logprob_increase(trace, target_id))
 
 
 def ranked(trace, target_id, kind: str, method: str = "logp_increase", top: int = 20):
     from visit.attribution.ranking import ranked_components
 
-    return memo(trace, ("ranked", target_id, kind, method, top),
-                lambda: ranked_components(trace, target_id, kind, method, top))
+    return trace.memo(("ranked", target_id, kind, method, top),
+                      lambda: ranked_components(trace, target_id, kind, method, top))
 
 
 def report_sections(analysis) -> list:

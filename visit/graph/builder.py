@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
-from visit.attribution.cache import memo
 from visit.graph.nodes import NORM_KINDS, SPINE_KINDS, UNPROJECTED_KINDS, location, node_id
 from visit.graph.selection import LayerSelection, parse_includes, select
 from visit.graph.settings import GraphSettings
@@ -256,7 +255,7 @@ def _project(g: nx.DiGraph, vectors: dict, norm_inputs: dict, trace, target_id: 
         return 0
     # a node id names the same vector in every graph of one trace: lens rows are kept per trace, target and k,
     # so re-drawing with other settings projects only nodes never projected before
-    cache = memo(trace, ("node_lens", target_id, k), dict)
+    cache = trace.memo(("node_lens", target_id, k), dict)
     missing = sorted({i for nid, i in index.items() if nid not in cache})
     if missing:
         res = lens.project(torch.stack([rows[i] for i in missing]), mode="renorm", k=k, target=target_id,

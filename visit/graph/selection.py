@@ -75,18 +75,15 @@ def attribution_scores(trace, target_id: int) -> tuple[torch.Tensor, torch.Tenso
     """``([n_layers, n_heads], [n_layers, d_mlp])`` exact log-prob increases, from :mod:`visit.attribution`
     (memoised per trace: re-drawing with other knobs costs nothing)."""
     from visit.attribution import ffn_neuron_logprob_increase, head_logprob_increase
-    from visit.attribution.cache import memo
 
-    heads = memo(trace, ("head_contract", target_id), lambda: head_logprob_increase(trace, target_id))
+    heads = trace.memo(("head_contract", target_id), lambda: head_logprob_increase(trace, target_id))
     return heads, ffn_neuron_logprob_increase(trace, target_id)
 
 
 def circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
     """``({layer: [heads]}, {layer: [neurons]}, kept share)``: the circuit of :mod:`visit.graph.circuit`."""
-    from visit.attribution.cache import memo
-
-    return memo(trace, ("circuit", target_id, layers.start, layers.stop, float(share)),
-                lambda: _circuit_selection(trace, target_id, layers, share))
+    return trace.memo(("circuit", target_id, layers.start, layers.stop, float(share)),
+                      lambda: _circuit_selection(trace, target_id, layers, share))
 
 
 def _circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:

@@ -131,9 +131,7 @@ def shown_key(trace, *parts) -> str:
     """A key for what a panel's grid shows: the same for the same trace (and weights) and ``parts``, new for
     a new trace. A callback that re-runs on every graph re-draw (``ids.ANALYSIS_VERSION``) keeps this key
     in a ``dcc.Store`` and skips re-drawing an unchanged grid, so the user's sorting, filter and page stay."""
-    from visit.analyses.cache import per_trace
-
-    token = per_trace(trace, ("ui-grid-token",), lambda: uuid.uuid4().hex)
+    token = trace.memo(("ui-grid-token",), lambda: uuid.uuid4().hex)
     return "|".join([token, *map(str, parts)])
 
 

@@ -7,7 +7,6 @@ import logging
 from dash import Input, Output, State, dcc, html, no_update
 
 from visit.analyses import figures
-from visit.analyses.cache import per_trace
 from visit.ids import head_id
 from visit.tokens import display_token
 from visit.ui import ids
@@ -39,7 +38,7 @@ def alignment_of(analysis):
     from visit.analyses.alignment import attention_alignment
 
     tr = analysis.trace
-    return per_trace(tr, ("alignment", K), lambda: attention_alignment(tr, k=K))
+    return tr.memo(("alignment", K), lambda: attention_alignment(tr, k=K))
 
 
 def register_callbacks(app, ctx):

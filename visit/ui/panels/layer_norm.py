@@ -7,7 +7,6 @@ import logging
 from dash import Input, Output, State, dcc, html, no_update
 
 from visit.analyses import figures
-from visit.analyses.cache import per_trace
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (figure_component, message, register_study_callbacks,
@@ -43,7 +42,7 @@ def filter_rows(analysis, mode: str):
     from visit.analyses.ln_filter import layer_norm_filter
 
     tr, target = analysis.trace, analysis.target.id
-    return per_trace(tr, ("ln_filter", target, mode), lambda: layer_norm_filter(tr, target, mode=mode))
+    return tr.memo(("ln_filter", target, mode), lambda: layer_norm_filter(tr, target, mode=mode))
 
 
 def register_callbacks(app, ctx):
