@@ -11,6 +11,7 @@ from visit.graph.nodes import DRAWN_KINDS, KINDS, node_id, node_of
 from visit.hooks import hook_point, known_names
 from visit.hooks.names import block_name, hook_name, parse_hook_name
 from visit.ids import COMPONENT_KINDS, GRAPH_KINDS, NodeId, head_id, is_node_id, neuron_id, spine_id
+from visit.tokens import display_token
 from visit.tracer import trace
 
 PROMPT = "The capital of France is the city of"
@@ -106,6 +107,19 @@ def test_every_graph_node_parses_back_to_itself(traced):
         node = NodeId.parse(n)
         assert node == node_of(a) and node.kind == a["kind"] and node.layer == a["layer"]
         assert str(node) == n
+        assert a["location"] == f"{a['layer']}) {COMPONENT_KINDS[a['kind']].location}" + _old_detail(a)
+
+
+def _old_detail(a: dict) -> str:
+    """What the location text said after the kind before the kind records held it (behaviour unchanged)."""
+    kind = a["kind"]
+    if kind in ("query", "head"):
+        return f" h{a['head']}"
+    if kind in ("key", "memory"):
+        return f" h{a['head']} <- '{display_token(a['source_token'])}'@{a['source']}"
+    if kind == "wo_neuron":
+        return f" {a['neuron']} (h{a['head']})"
+    return f" {a['neuron']}" if kind == "neuron" else ""
 
 
 def test_hook_name_and_features_hold_the_component(traced):

@@ -186,7 +186,8 @@ class ComponentKind:
     ``projected``: its vector lives in ``d_model`` (the lens projects it; queries and keys live in ``d_head``);
     ``hook`` / ``features``: the per-layer hook point and feature index holding its value, where a knock-out
     writes; ``ablate``: how it is knocked out (``"zero"``: write 0 there; ``"subtract"``: subtract its term of
-    the clean run; ``None``: not a knock-out site).
+    the clean run; ``None``: not a knock-out site); ``detail``: what follows the location text of a graph node
+    (``" h{head}"``; :func:`visit.graph.nodes.location`).
     """
 
     name: str
@@ -200,6 +201,7 @@ class ComponentKind:
     features: Callable[[NodeId, int], tuple[int, ...]] = lambda node, d_head: ()
     ablate: str | None = None
     optional_source: bool = False  # "@{source}" may follow the id (a neuron zeroed at a source position)
+    detail: str = ""  # after the location in the graph's hover: str.format over head, source, neuron, token
 
     @property
     def example(self) -> str:
@@ -217,26 +219,29 @@ def _spine(name: str, location: str, hook: str, label: str, ablate: str | None =
                          projected=name != "qkv", hook=hook, ablate=ablate)
 
 
+_FROM_SOURCE = " h{head} <- '{token}'@{source}"  # a key or memory value: its head, source token and position
 _KINDS = (
     _spine("resid_pre", "attn-input", "hook_resid_pre", "residual stream into the block"),
     _spine("ln1", "attn-ln", "ln1.hook_out", "attention norm output"),
     _spine("qkv", "attn-qkv", "attn.hook_q", "queries, keys and values"),
     ComponentKind("query", ("layer", "head"), "L{layer}.H{head}.q", "a head's query", "attn-query",
-                  projected=False, hook="attn.hook_q", features=lambda n, dh: (n.head,)),
+                  projected=False, hook="attn.hook_q", features=lambda n, dh: (n.head,), detail=" h{head}"),
     ComponentKind("key", ("layer", "head", "source"), "L{layer}.H{head}.key{source}", "a head's key at a source",
-                  "attn-key", projected=False, hook="attn.hook_k"),
+                  "attn-key", projected=False, hook="attn.hook_k", detail=_FROM_SOURCE),
     ComponentKind("memory", ("layer", "head", "source"), "L{layer}.H{head}.mem{source}",
-                  "a head's memory value from a source", "attn-memory", hook="attn.hook_v"),
+                  "a head's memory value from a source", "attn-memory", hook="attn.hook_v", detail=_FROM_SOURCE),
     ComponentKind("head", ("layer", "head"), "L{layer}.H{head}", "attention head", "attn-head",
-                  hook="attn.hook_z", features=lambda n, dh: (n.head,), ablate="zero"),
+                  hook="attn.hook_z", features=lambda n, dh: (n.head,), ablate="zero", detail=" h{head}"),
     _spine("concat", "attn-heads-concat", "attn.hook_z", "the heads' outputs before W_O's bias"),
     ComponentKind("wo_neuron", ("layer", "index"), "L{layer}.WO{index}", "W_O neuron", "attn-W_O-neuron",
-                  hook="attn.hook_z", features=lambda n, dh: divmod(n.index, dh), ablate="zero"),
+                  hook="attn.hook_z", features=lambda n, dh: divmod(n.index, dh), ablate="zero",
+                  detail=" {neuron} (h{head})"),
     _spine("attn_out", "attn-output", "hook_attn_out", "attention output", ablate="zero"),
     _spine("resid_mid", "mlp-input", "hook_resid_mid", "residual stream after the attention"),
     _spine("ln2", "mlp-ln", "ln2.hook_out", "MLP norm output"),
     ComponentKind("neuron", ("layer", "index"), "L{layer}.N{index}", "MLP neuron", "mlp-neuron",
-                  hook="mlp.hook_post", features=lambda n, dh: (n.index,), ablate="zero", optional_source=True),
+                  hook="mlp.hook_post", features=lambda n, dh: (n.index,), ablate="zero", optional_source=True,
+                  detail=" {neuron}"),
     _spine("mlp_out", "mlp-output", "hook_mlp_out", "MLP output", ablate="zero"),
     _spine("resid_post", "block-output", "hook_resid_post", "residual stream out of the block"),
     ComponentKind("head_dim", ("layer", "head", "index"), "L{layer}.H{head}.d{index}",

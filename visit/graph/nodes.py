@@ -39,15 +39,11 @@ def location(attrs: dict) -> str:
     kind = attrs["kind"]
     if kind == GROUP_KIND:
         return group_location(attrs)
-    text = f"{attrs['layer']}) {LOCATION[kind]}"
-    if kind in ("query", "head"):
-        text += f" h{attrs['head']}"
-    elif kind in ("key", "memory"):
-        text += f" h{attrs['head']} <- '{display_token(attrs['source_token'])}'@{attrs['source']}"
-    elif kind == "wo_neuron":
-        text += f" {attrs['neuron']} (h{attrs['head']})"
-    elif kind == "neuron":
-        text += f" {attrs['neuron']}"
+    token = attrs.get("source_token")
+    text = f"{attrs['layer']}) {LOCATION[kind]}" + COMPONENT_KINDS[kind].detail.format(
+        head=attrs.get("head"), source=attrs.get("source"), neuron=attrs.get("neuron"),
+        token=None if token is None else display_token(token))
+    if kind == "neuron":
         if attrs.get("expert_neuron") is not None:  # a mixture of experts: which expert, and its router weight
             expert = attrs.get("expert")
             text += (f" (shared expert, #{attrs['expert_neuron']})" if expert is None else
