@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from visit.graph.groups import EMPTY, Curation, curate as curate_graph
+from visit.ids import NodeId
 
 
 def curate(analysis, curation: Curation | None):
@@ -85,8 +86,8 @@ def forced_ids(curation: Curation, trace, layers: range) -> tuple[str, ...]:
 
     out = []
     for node_id in curation.node_ids():
-        head = node_id.split(".", 1)[0]
-        if not (head[1:].isdigit() and int(head[1:]) in layers):
+        node = NodeId.try_parse(node_id)
+        if node is None or node.layer is None or node.layer not in layers:
             continue
         try:
             parse_includes([node_id], trace)

@@ -125,7 +125,7 @@ def format_attn_query_top(tr, target_id: int, n_value: int, top: int = 20) -> st
     for n, (v, i) in enumerate(zip(vals.tolist(), idx.tolist()), start=1):
         rest, s = divmod(i, S)
         layer, index = divmod(rest, d.d_mlp)
-        lines.append(f"  {n:>4}  {f'L{layer}.N{index}':<14}{_source(tr, s)[1:]:<18}{v:>+9.4f}")
+        lines.append(f"  {n:>4}  {neuron_id(layer, index):<14}{_source(tr, s)[1:]:<18}{v:>+9.4f}")
     return "\n".join(lines)
 
 

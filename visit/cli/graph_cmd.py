@@ -72,7 +72,7 @@ def run(args) -> int:
           f"target: '{display_token(analysis.target.token)}' (id {analysis.target.id})")
     print(f"layers {layers[0]}-{layers[-1]}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges")
     if last.get("label") is not None:
-        print(f"last node L{layers[-1]}.resid_post says '{display_token(last['label'])}'; "
+        print(f"last node {spine_id(layers[-1], 'resid_post')} says '{display_token(last['label'])}'; "
               f"target rank {last['target_rank']}, p={last['target_prob']:.4f}")
     for note in analysis.notes:
         print(f"note: {note}")

@@ -14,7 +14,7 @@ from dash import ctx as dash_ctx
 from visit.attribution import figures
 from visit.attribution.baselines import METHOD_LABELS, METHODS, REGISTRY
 from visit.errors import VisitError
-from visit.ids import head_id, neuron_id, node_id
+from visit.ids import NodeId, head_id, is_node_id, neuron_id, node_id
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.grid import column, data_grid, first_clicked, shown_key
@@ -164,7 +164,7 @@ def register_callbacks(app, ctx):
         node = node_from_click(click)
         if node is None:
             return no_update
-        if ".H" in node:
+        if NodeId.parse(node).kind == "head":
             return request_graph_update(session_id, include=(node,), highlight=(node,))
         return request_graph_update(session_id, highlight=(node,))
 
@@ -268,5 +268,5 @@ def node_from_click(click) -> str | None:
         node = click["points"][0]["customdata"]
     except (TypeError, KeyError, IndexError):
         return None
-    return node if isinstance(node, str) else None
+    return node if isinstance(node, str) and is_node_id(node) else None
 
