@@ -77,8 +77,10 @@ def test_bad_fields_give_one_clear_error():
         NodeId(5, "head")
     with pytest.raises(VisitError, match="a resid_post id has no head"):
         NodeId(5, "resid_post", head=1)
-    with pytest.raises(VisitError, match="whole number >= 0"):
-        NodeId(-1, "head", head=0)
+    for bad in (-1, 1.5, "3", None, True):
+        with pytest.raises(VisitError, match="whole number >= 0"):
+            NodeId(bad if bad is not None else [], "head", head=0)
+    assert NodeId(2.0, "head", head=1) == NodeId(2, "head", head=1)  # integral numbers (e.g. from JSON) are fine
     with pytest.raises(VisitError, match="not a spine kind"):
         spine_id(1, "head")
 

@@ -82,9 +82,7 @@ class NodeId:
             if value is not None and not needed:
                 raise VisitError(f"a {self.kind} id has no {name} (like {spec.example})")
             if value is not None:
-                if isinstance(value, bool) or int(value) != value or value < 0:
-                    raise VisitError(f"a {self.kind} id's {name} must be a whole number >= 0, not {value!r}")
-                object.__setattr__(self, name, int(value))
+                object.__setattr__(self, name, _whole(value, f"a {self.kind} id's {name}"))
 
     # -- string form -------------------------------------------------------------------------------
     def __str__(self) -> str:
@@ -110,8 +108,7 @@ class NodeId:
         m = _LAYER_ID.match(text)
         if not m:
             return None
-        g = {k: (None if v is None else v if k == "spine" else int(v)) for k, v in m.groupdict().items()
-             if k != "q" and v is not None}
+        g = {k: v if k == "spine" else int(v) for k, v in m.groupdict().items() if k != "q" and v is not None}
         layer = g.pop("layer")
         if "spine" in g:
             return cls(layer, g["spine"])
@@ -145,6 +142,17 @@ class NodeId:
     def features(self, d_head: int) -> tuple[int, ...]:
         """The feature index of this component inside :attr:`hook_name`'s value (``()``: all of it)."""
         return self.spec.features(self, d_head)
+
+
+def _whole(value, what: str) -> int:
+    """``value`` as an int >= 0 (ints and integral numbers such as numpy ints), else one clear error."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == value and value >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise VisitError(f"{what} must be a whole number >= 0, not {value!r}")
+    return int(value)
 
 
 def is_node_id(text) -> bool:
