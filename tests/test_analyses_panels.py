@@ -93,7 +93,7 @@ def test_the_study_panel_runs_its_study_as_the_sessions_job(tiny_factory, analys
     out = widget.start("s1", (2, []))
     app.visit_jobs.wait(app.visit_jobs.job("s1"), timeout=240)
     out = widget.poll("s1", out["seen"])
-    assert "2 of 2 prompts" in out["status"] and out["poll_off"] and out["body"]
+    assert "2 of 2 prompts" in out["status"] and out["poll_off"] and widget.draw("s1", out["seen"])
     assert ctx.jobs.result("s1", study_kind("regtest")).n_kept == 2
     assert ctx.jobs.result("s2", study_kind("regtest")) is None  # results belong to their session
 

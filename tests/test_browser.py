@@ -135,6 +135,40 @@ def test_page_loads_without_console_errors(browser, server):
     assert severe_errors(browser) == []
 
 
+def shown_errors(driver) -> list[str]:
+    """Error texts on the page: the app's messages and the pin bar's note."""
+    texts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".message-error") if e.text.strip()]
+    note = driver.find_element(By.ID, "pins-note").text.strip()
+    return texts + ([note] if note else [])
+
+
+def test_the_landing_page_shows_no_error_nobody_asked_for(browser, server):
+    """Stores' first values as the page loads used to reach the trace ("the prompt is empty") and the pin bar
+    ("'' is not a node id")."""
+    open_page(browser, server)
+    wait(browser, lambda d: state(server, d) is not None and session_id(d), what="the session")
+    time.sleep(2)  # the page's first callbacks have answered
+    assert shown_errors(browser) == [] and state(server, browser).analysis is None
+    assert severe_errors(browser) == []
+
+
+def test_reloading_a_linked_view_keeps_it(browser, server):
+    """F5 on a page whose URL holds a view: the same tab keeps its session, whose request equals the URL; the
+    page used to take the URL for one it had just written itself and leave its blank controls alone."""
+    open_page(browser, server, "?prompt=The+capital+of+France+is&layers=0-1")
+    wait(browser, lambda d: state(server, d).analysis is not None and d.execute_script(GRAPH_JS) > 0,
+         what="the linked view")
+    version = state(server, browser).version
+    browser.refresh()
+    wait(browser, lambda d: d.find_elements(By.ID, ids.PROMPT)
+         and d.find_element(By.ID, ids.PROMPT).get_attribute("value") == "The capital of France is",
+         what="the prompt restored")
+    wait(browser, lambda d: state(server, d).version > version and d.execute_script(GRAPH_JS) > 0,
+         what="the view drawn again")
+    assert browser.find_element(By.ID, ids.LAYER_END).get_attribute("value") == "1"
+    assert shown_errors(browser) == []
+
+
 def test_trace_draws_graph_strip_and_predictions(browser, server):
     open_page(browser, server)
     analysis = trace(browser, server, "The capital of France is")
@@ -429,6 +463,32 @@ def test_default_model_paris(browser, default_model):
         assert "Paris" in labels[rightmost]
         strip = browser.find_elements(By.CSS_SELECTOR, f"#{ids.LAYER_STRIP} td.strip-cell")
         assert "␣Paris" in strip[-1].text and "#1" in strip[-1].text
+        assert severe_errors(browser) == []
+    finally:
+        srv.stop()
+
+
+def test_a_double_click_shows_every_layer_and_the_hint_says_so(browser, tokenizer):
+    """A graph deeper than the first view's 4 layers opens on its last 4 ("Showing the last 4 of 6"); a
+    double-click (autorange) shows all of them, and the hint must stop saying "the last 4"."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from visit.models import wrap_model
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+    srv = Server(create_app(model=wrap_model(model, tokenizer, "tiny-llama-6")))
+    try:
+        open_page(browser, srv)
+        trace(browser, srv, "The capital of France is")
+        hint = lambda d: d.find_element(By.ID, ids.GRAPH_HINT).text  # noqa: E731
+        assert "last 4 of 6" in hint(browser)
+        browser.execute_script("const g = document.querySelector('#%s .js-plotly-plot');"
+                               "Plotly.relayout(g, {'xaxis.autorange': true, 'yaxis.autorange': true});" % ids.GRAPH)
+        wait(browser, lambda d: "All drawn layers" in hint(d), what="the hint after a double-click")
         assert severe_errors(browser) == []
     finally:
         srv.stop()

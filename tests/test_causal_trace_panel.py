@@ -3,10 +3,17 @@ graph request (it moves the graph to the token), the report section (every token
 
 from __future__ import annotations
 
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from visit.errors import VisitError
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 PROMPT = "The Eiffel Tower is located in the city of <b>x</b>"
 
@@ -57,3 +64,43 @@ def test_job_fills_the_grid_and_the_report(app_and_analysis):
     assert changes["layer_start"] == 0 and changes["layer_end"] == 2
     page = render_report(analysis)
     assert "Causal trace" in page and "<b>x</b>" not in page and "&lt;b&gt;x" in page
+
+
+def test_a_cell_click_moves_the_graph_to_its_token_and_keeps_the_target(tiny_factory):
+    """The cell's graph explains the traced target at the cell's token (not that token's top prediction), and
+    the Position and Target boxes say so."""
+    from browser_support import Server
+
+    from visit.ui import create_app, ids
+    from visit.ui.client import DashClient
+    from visit.ui.panels.causal_trace import HEAT
+
+    app = create_app(model=tiny_factory("gpt2", seed=5), panels=["visit.ui.panels.details",
+                                                                 "visit.ui.panels.causal_trace"])
+    server = Server(app)
+    try:
+        client, session = DashClient(server.url), DashClient.new_session()
+        client.trace(session, "The Eiffel Tower is located in the city of")
+        before = app.visit_sessions.analysis(session)
+        request = client.call(f"{ids.GRAPH_REQUEST}.data", f'{{"kind":"mlp","type":"{HEAT}"}}.clickData',
+                              {f"{ids.SESSION}.data": session})
+        assert request == {}  # no click value: nothing asked
+        dep = next(d for d in client.dependencies()
+                   if ids.GRAPH_REQUEST in d["output"] and any(HEAT in i["id"] for i in d["inputs"]))
+        body = {"output": dep["output"], "outputs": {"id": ids.GRAPH_REQUEST, "property": "data"},
+                "inputs": [[{"id": {"type": HEAT, "kind": "mlp"}, "property": "clickData",
+                             "value": {"points": [{"x": 1, "y": "2 ␣Tower", "z": 0.1}]}}]],
+                "state": [{"id": ids.SESSION, "property": "data", "value": session}],
+                "changedPropIds": [f'{{"kind":"mlp","type":"{HEAT}"}}.clickData']}
+        raw = urllib.request.urlopen(urllib.request.Request(
+            server.url + "_dash-update-component", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}, method="POST"), timeout=120).read()
+        payload = json.loads(raw)["response"][ids.GRAPH_REQUEST]["data"]
+        out = client.call(f"{ids.GRAPH}.figure", f"{ids.GRAPH_REQUEST}.data",
+                          {f"{ids.SESSION}.data": session, f"{ids.GRAPH_REQUEST}.data": payload,
+                           f"{ids.PRUNE_BY}.value": "activation"})
+        after = app.visit_sessions.analysis(session)
+        assert after.trace.position == 2 and after.target.id == before.target.id
+        assert out[f"{ids.POSITION}.value"] == 2 and out[f"{ids.TARGET}.value"] == before.target.token
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@ import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-from browser_support import Server, open_page, set_input, severe_errors, wait  # noqa: E402
+from browser_support import Server, open_page, session_id, set_input, severe_errors, wait  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from test_browser import state, trace  # noqa: E402
 
@@ -72,3 +72,34 @@ def test_an_edit_in_one_session_only(browser, server):
     browser.find_element(By.CSS_SELECTOR, "#editing-list button").click()  # revert
     wait(browser, lambda d: not state(server, d).edits and not state(server, d).analysis.trace.overlay,
          what="the edit reverted and the graph traced again")
+
+
+@pytest.mark.slow
+def test_rome_with_the_panel_defaults_on_the_real_model_and_all_layers_shows_its_result(browser, default_model):
+    """Issue 17's blocker: with the graph on all 30 layers the edit's result (a difference graph of a megabyte)
+    took longer to send than the poll interval, every poll superseded the last, and the page never showed it."""
+    app = create_app(model=default_model)
+    srv = Server(app)
+    try:
+        n = default_model.dims.n_layers
+        open_page(browser, srv, f"?prompt=The+capital+of+France+is&layers=0-{n - 1}")
+        wait(browser, lambda d: state(srv, d).analysis is not None, timeout=120, what="the linked view traced")
+        assert len(state(srv, browser).analysis.settings.layers(n)) == n
+        tab = next(t for t in browser.find_elements(By.CSS_SELECTOR, ".tab") if t.text.strip() == "Editing")
+        tab.click()
+        wait(browser, lambda d: d.find_element(By.ID, "editing-template").get_attribute("value")
+             == "The capital of {} is", what="the template prefilled")
+        set_input(browser, "editing-new", "Rome")
+        browser.find_element(By.ID, "editing-start").click()
+        try:
+            wait(browser, lambda d: "P(Rome)" in d.find_element(By.ID, "editing-body").text, timeout=900,
+                 what="the before/after result shown")
+        except Exception:
+            job = srv.app.visit_jobs.job(state(srv, browser) and session_id(browser), "edit")
+            raise AssertionError(f"page: {browser.find_element(By.ID, 'editing-status').text!r}; "
+                                 f"server: {job and (job.status, job.progress_text())}")
+        assert "applied" in browser.find_element(By.ID, "editing-status").text
+        assert [e.method for e in state(srv, browser).edits] == ["rome"]
+        assert severe_errors(browser) == []
+    finally:
+        srv.stop()

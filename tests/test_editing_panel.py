@@ -96,6 +96,11 @@ def test_an_edit_changes_only_its_session_also_while_both_trace(app_and_analysis
     assert "Knowledge edits" in page and "&lt;b&gt;France&lt;/b&gt;" in page and "<b>France</b>" not in page
     assert "Difference graph of edit" in page
     assert "Knowledge edits" not in render_report(analysis)
+    from visit.ui.callbacks import present  # the main graph says it is on edited weights, with the edit's label
+
+    shown = str(present(after, vm, 1)["message"])
+    assert "Edited weights" in shown and edit.label() in shown
+    assert "Edited weights" not in str(present(analysis, vm, 1)["message"])
 
     ctx.state("a").show_unedited = True  # "show the graph before the edits"
     with ctx.using("a"):

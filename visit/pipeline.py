@@ -279,12 +279,14 @@ def graph_json(analysis: Analysis) -> dict:
     })
 
 
-def export_html(analysis: Analysis, path: str | Path | None = None, link: str | None = None) -> str:
+def export_html(analysis: Analysis, path: str | Path | None = None, link: str | None = None,
+                app_url: str | None = None) -> str:
     """The standalone report (opens offline: plotly.js embedded once). Written to ``path`` if given. ``link``: the
-    view's query string as the app's URL holds it (:mod:`visit.links`; default: built from the analysis)."""
+    view's query string as the app's URL holds it (:mod:`visit.links`; default: built from the analysis);
+    ``app_url``: the app's address, making the view a link."""
     from visit.report import render_report
 
-    html = render_report(complete(analysis), link)
+    html = render_report(complete(analysis), link, app_url)
     if path is not None:
         try:
             Path(path).write_text(html, encoding="utf-8")

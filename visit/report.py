@@ -114,10 +114,11 @@ def label_script() -> str:
     return f"<script>{path.read_text(encoding='utf-8')}</script>" if path.is_file() else ""
 
 
-def view_state(analysis, link: str | None = None) -> str:
+def view_state(analysis, link: str | None = None, app_url: str | None = None) -> str:
     """The view as the app's URL holds it (:mod:`visit.links`): the query string to append to the app's address,
     the pins, groups (with their combined contribution) and labels as tables, and the same state as JSON in a
-    ``<script type="application/json" id="visit-view-state">`` block (``<`` written as ``\\u003c``)."""
+    ``<script type="application/json" id="visit-view-state">`` block (``<`` written as ``\\u003c``). ``app_url``:
+    the app's address (``http://host:port/``, known when the app exports), making the view a link that opens it."""
     import json
 
     from visit.links import view_query
@@ -127,7 +128,12 @@ def view_state(analysis, link: str | None = None) -> str:
     link = link or view_query(tr.prompt, target_id=t.id, position=tr.position, settings=analysis.settings,
                               curation=c)
     g = analysis.graph
-    parts = [f"<p>Open this view in the app: its address followed by <code class='view-link'>{escape(link)}</code></p>"]
+    if app_url and app_url.startswith(("http://", "https://")):
+        href = app_url.rstrip("/") + "/" + link
+        parts = [f"<p>Open this view in the app: <a class='view-link' href='{escape(href)}'>{escape(href)}</a></p>"]
+    else:
+        parts = [f"<p>Open this view in the app: its address followed by <code class='view-link'>{escape(link)}</code>"
+                 "</p>"]
     if c.pins:
         parts.append(f"<p>pinned: {', '.join(f'<code>{escape(p)}</code>' for p in c.pins)}"
                      f"{' (shown alone)' if c.pinned_only else ''}</p>")
@@ -149,9 +155,10 @@ def view_state(analysis, link: str | None = None) -> str:
     return "".join(parts)
 
 
-def render_report(analysis, link: str | None = None) -> str:
+def render_report(analysis, link: str | None = None, app_url: str | None = None) -> str:
     """The whole report as one HTML document (plotly.js inlined once: opens offline). ``link``: the view's query
-    string as the app's URL holds it (default: built from the analysis, without the model box's text)."""
+    string as the app's URL holds it (default: built from the analysis, without the model box's text);
+    ``app_url``: the app's address, so the view is a link (:func:`view_state`)."""
     parts = [("Summary", _summary(analysis)),
              ("Flow graph", READING_GUIDE + analysis.figure.to_html(
                  full_html=False, include_plotlyjs=True, config={"scrollZoom": True, "displaylogo": False})
@@ -161,7 +168,7 @@ def render_report(analysis, link: str | None = None) -> str:
         parts.append(("Per layer", analysis.strip_figure.to_html(full_html=False, include_plotlyjs=False)
                       + f"<details><summary>table</summary>{_strip_table(analysis)}</details>"))
     parts.append(("Settings", _settings(analysis)))
-    parts.append(("View: link, pins, groups, labels", view_state(analysis, link)))
+    parts.append(("View: link, pins, groups, labels", view_state(analysis, link, app_url)))
     for section in provider_sections(analysis):
         body = ""
         if section.figure is not None:

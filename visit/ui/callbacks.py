@@ -6,10 +6,12 @@ import logging
 import re
 from dataclasses import replace
 
+import flask
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
 from visit import limits
 from visit.errors import VisitError
+from visit.graph.groups import EMPTY
 from visit.models.overlay import session_weights
 from visit.ui import fast, ids, url_state, views
 from visit.ui import queue as trace_queue
@@ -41,6 +43,8 @@ TRIGGERS = dict(
     prompt_enter=Input(ids.PROMPT, "n_submit"),
     target_enter=Input(ids.TARGET, "n_submit"),
     position_enter=Input(ids.POSITION, "n_submit"),
+    layer_start_enter=Input(ids.LAYER_START, "n_submit"),  # Enter in a layer box re-draws (blank: all layers)
+    layer_end_enter=Input(ids.LAYER_END, "n_submit"),
     chips=Input({"type": ids.PREDICTION_CHIP, "index": ALL}, "n_clicks"),
     tokens=Input({"type": ids.PROMPT_TOKEN, "index": ALL}, "n_clicks"),
     graph_request=Input(ids.GRAPH_REQUEST, "data"),
@@ -65,6 +69,14 @@ CONTROLS = dict(
 )
 
 
+HINT_AFTER_ZOOM_JS = """
+function(relayout, hint) {
+    if (!relayout || !relayout['xaxis.autorange'] || !hint) { return window.dash_clientside.no_update; }
+    return 'All drawn layers are shown: drag to pan, scroll to zoom.';
+}
+"""
+
+
 def unchanged() -> dict:
     return {key: ({k: no_update for k in value} if isinstance(value, dict) else no_update)
             for key, value in OUTPUTS.items()}
@@ -84,6 +96,8 @@ def register(app, registry, sessions, analyze):
         trigger = ids.URL_TRACE if f"{ids.URL_TRACE}.data" in ctx.triggered_prop_ids else ctx.triggered_id
         if isinstance(trigger, dict) and (not ctx.triggered or not ctx.triggered[0]["value"]):
             return unchanged()  # new chips or tokens were drawn, nobody clicked one
+        if trigger == ids.URL_TRACE and not triggers["url"]:
+            return unchanged()  # the page loading with no view in its URL: nothing to trace, nothing to complain of
         state = sessions.get(controls["session_id"])
         with state.lock:  # a second Enter waits for the first trace instead of interleaving with it
             try:
@@ -96,14 +110,23 @@ def register(app, registry, sessions, analyze):
 
     def trace_for(trigger, triggers, controls, state) -> dict:
         out, chip_id, target = unchanged(), None, None
+        switch_notes: list[str] = []
+        moved: dict = {}
         try:
             link = (triggers["url"] or {}) if trigger == ids.URL_TRACE else {}
             if trigger in (ids.MODEL_LOAD, ids.MODEL_INPUT) or link.get("model"):
                 vm = registry.get(controls["model_name"])
-                state.model_name = registry.key(controls["model_name"])
+                key = registry.key(controls["model_name"])
+                if key != registry.key(state.model_name):
+                    switched = forget_other_model(state)
+                    if switched:
+                        switch_notes.append(switched)
+                state.model_name = key
                 out["model_status"] = describe(vm)
                 if not (controls["prompt"] or "").strip():
-                    out["message"] = views.messages(notes=[f"loaded {vm.name}"])
+                    out["message"] = views.messages(notes=[*switch_notes, f"loaded {vm.name}"])
+                    if state.analysis is None:
+                        out["figure"] = views.empty_figure()
                     return out
             vm = registry.get(state.model_name)
             if trigger == ids.GRAPH_REQUEST:
@@ -166,17 +189,28 @@ def register(app, registry, sessions, analyze):
         state.analysis, state.request = analysis, request
         state.version += 1
         out.update(present(analysis, vm, state.version, state.view, controls["relayout"]))
+        if switch_notes:
+            out["message"] = views.messages(notes=[*switch_notes, *(analysis.notes or [])])
         if redrawn and trigger in (ids.GRAPH_REQUEST, ids.PRUNE_BY, ids.CIRCUIT_SHARE):
             # the same pass, changed from the page that shows it: send only the graph's traces (dash.Patch) and
             # keep chips, strip and tokens (Enter or Trace send everything: the page may have been reloaded)
             out["figure"] = fast.patch_data(out["figure"])
             for key in ("predictions", "suggestions", "strip", "tokens", "model_status"):
                 out[key] = no_update
+        if trigger == ids.GRAPH_REQUEST and moved:  # a panel moved the graph: the boxes say where it is now
+            if "position" in moved:
+                out["position"] = analysis.trace.position
+            if "target_id" in moved:
+                out["target"] = analysis.target.token
         if out["target"] is no_update and request.target_text is None:
             out["target"] = ""
         return out
 
     fast.register_completion(app, sessions)
+    # the hint says what is shown: a double-click (autorange) shows every drawn layer, so "the last 4" is over
+    app.clientside_callback(HINT_AFTER_ZOOM_JS, Output(ids.GRAPH_HINT, "children", allow_duplicate=True),
+                            Input(ids.GRAPH, "relayoutData"), State(ids.GRAPH_HINT, "children"),
+                            prevent_initial_call=True)
 
     @app.callback(Output(ids.DOWNLOAD, "data"), Output(ids.MESSAGE, "children", allow_duplicate=True),
                   Input(ids.EXPORT, "n_clicks"), State(ids.SESSION, "data"), prevent_initial_call=True)
@@ -190,13 +224,24 @@ def register(app, registry, sessions, analyze):
         from visit.pipeline import export_html
 
         try:
-            page = export_html(analysis, link=url_state.encode(sessions.get(session_id)) or None)
+            page = export_html(analysis, link=url_state.encode(sessions.get(session_id)) or None,
+                               app_url=flask.request.host_url)
         except VisitError as exc:
             return no_update, views.messages(errors=[str(exc)])
         except Exception as exc:  # noqa: BLE001
             log.exception("export failed")
             return no_update, views.messages(errors=[f"export failed: {type(exc).__name__}: {exc}"])
         return dcc.send_string(page, report_filename(analysis.trace.prompt)), no_update
+
+
+def forget_other_model(state) -> str:
+    """A session switching models drops what named the old model's nodes (marks, pins, groups, labels) and the
+    old model's graph: node ids like L27.N846 mean nothing, or something else, in another model. Returns a note
+    for the user ("" when there was nothing to drop)."""
+    had = bool(state.marks) or not state.curation.is_empty() or state.curation.selected is not None
+    state.marks, state.curation = {}, EMPTY
+    state.analysis, state.request = None, None
+    return "the marks, pins, groups and labels of the previous model were cleared" if had else ""
 
 
 def present(analysis, vm, version: int, view=None, relayout=None) -> dict:
@@ -219,6 +264,9 @@ def present(analysis, vm, version: int, view=None, relayout=None) -> dict:
     notes = list(analysis.notes or [])
     if analysis.target.note and analysis.target.note not in notes:
         notes.insert(0, analysis.target.note)
+    edited = views.edited_note(analysis.trace.overlay)
+    if edited:
+        notes.insert(0, edited)
     return dict(
         figure=figure,
         message=views.messages(notes=notes),

@@ -38,23 +38,39 @@ def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: i
     final = diff.get("final") or {}
     head = html.Div([side(labels[0], diff["before"], final.get("before")),
                      side(labels[1], diff["after"], final.get("after"))], className="diff-sides")
-    changed = sorted((n for n, d in diff["nodes"].items() if d["present"] == "both" and d["change"] > 0),
-                     key=lambda n: -diff["nodes"][n]["change"])
+    changed = grid_order(diff)
     table_rows = []
     for n in changed[:rows]:
         d = diff["nodes"][n]
         delta = d["delta"]
         table_rows.append({"node": n, "kind": d["kind"], "rank": delta["target_rank"], "prob": delta["target_prob"],
-                           "attribution": delta["attribution"], "marked": "yes" if d["top_changed"] else ""})
+                           "log_prob": delta["log_prob"], "attribution": delta["attribution"],
+                           "marked": "yes" if d["top_changed"] else ""})
     columns = [column("node"), column("kind"), column("rank", "Δ rank", "+d"), column("prob", "Δ p", "+.2%"),
-               column("attribution", "Δ attribution", "+.3f"), column("marked", "marked in the graph")]
+               column("log_prob", "Δ log p (lens)", "+.3f"), column("attribution", "Δ attribution", "+.3f"),
+               column("marked", "marked in the graph")]
     grid = data_grid(changed_grid_id(labels) if grid_id is None else grid_id,
                      table_rows, columns, page_size=10, class_name="diff-table")
-    note = (f"{len(diff['only_before'])} nodes only {labels[0]}, {len(diff['only_after'])} only {labels[1]} "
+    note = ("Components (heads, neurons, attention and MLP outputs) first, by their change of attribution (the "
+            "log-probability increase of the target they add); then residuals and norms, which add nothing and "
+            "so have no attribution, by the change of log p(target) through the logit lens. "
+            f"{len(diff['only_before'])} nodes only {labels[0]}, {len(diff['only_after'])} only {labels[1]} "
             f"(pruning kept different components); the {len(diff['top_changed'])} most changed are marked in the "
             f"graph; {len(changed)} changed in all.")
     graph = dcc.Graph(figure=diff_figure(diff, labels), config=PANEL_GRAPH_CONFIG, className="diff-graph")
     return html.Div([head, graph, grid, html.P(note, className="hint")], className="diff-view")
+
+
+def grid_order(diff: dict) -> list[str]:
+    """The changed nodes present on both sides, as the grid lists them: components by |Δ attribution|, then the
+    nodes that have none (residuals, norms) by |Δ log p|. One ranking of both would bury the components: a
+    residual's lens log-probability moves by nats after an edit, a component's attribution by less."""
+    nodes = diff["nodes"]
+    changed = [n for n, d in nodes.items() if d["present"] == "both" and d["change"] > 0]
+    components = [n for n in changed if nodes[n]["delta"]["attribution"] is not None]
+    rest = [n for n in changed if nodes[n]["delta"]["attribution"] is None]
+    return (sorted(components, key=lambda n: -abs(nodes[n]["delta"]["attribution"]))
+            + sorted(rest, key=lambda n: -nodes[n]["change"]))
 
 
 def changed_grid_id(labels: tuple[str, str]) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
-from visit.ui import ids, pins
+from visit.ui import ids, pins, views
 from visit.ui import queue as trace_queue
 from visit.ui.state import new_session_id
 
@@ -94,11 +94,7 @@ def header(model_label: str) -> html.Header:
 
 
 def graph_area() -> html.Div:
-    empty = {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
-                                    "annotations": [{"text": "Type a prompt and press Trace", "showarrow": False,
-                                                     "font": {"size": 16, "color": "#888"}}],
-                                    "plot_bgcolor": "white", "paper_bgcolor": "white",
-                                    "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}}
+    empty = views.empty_figure()
     return html.Div([
         html.Div(html.Div(className="progress-bar"), id=ids.PROGRESS, className="progress"),
         *trace_queue.components(),

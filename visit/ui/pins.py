@@ -117,8 +117,9 @@ def change(c: groups.Curation, trigger: str, *, node=None, selected=None, group_
         return groups.set_label(c, selected, label or "")
     if trigger == ONLY:
         return groups.Curation(c.pins, c.groups, c.labels, c.selected, bool(only))
-    if trigger == CLEAR:
-        return groups.Curation(selected=c.selected)
+    if trigger == CLEAR:  # a selected group goes with the groups (Details and the URL would name a ghost)
+        kept = c.selected if c.selected is not None and c.group(c.selected) is None else None
+        return groups.Curation(selected=kept)
     return c
 
 
@@ -137,6 +138,8 @@ def register(app, sessions, details_node: str | None = None) -> None:
         prevent_initial_call=True)
     def on_pin(pin_click, _pin, _group, _ungroup, _label, only, _clear, group_name, label, session_id):
         trigger = dash_ctx.triggered_id
+        if trigger == ids.PIN_CLICK and not (pin_click or {}).get("node"):
+            return no_update, no_update, no_update  # the store's first value as the page loads: nobody clicked
         state = sessions.get(session_id)
         with state.lock:  # not while a trace replaces the analysis
             old = state.curation

@@ -28,7 +28,7 @@ from visit.ui.budget import ByteBudget, analysis_nbytes
 from visit.ui.view import ViewMemory
 
 # TraceRequest fields a panel's graph request may change besides GraphSettings fields
-REQUEST_FIELDS = ("position",)
+REQUEST_FIELDS = ("position", "target_id")
 # GraphSettings fields panels set (the controls own the others, but panels may change those too)
 MARK_FIELDS = ("include", "highlight", "flagged_neurons")
 DROPPED_NOTE = ("your last analysis was dropped to free memory on this shared server "
@@ -165,7 +165,9 @@ def request_graph_update(session_id: str | None = None, /, **settings_changes) -
 
     ``settings_changes`` are GraphSettings fields (e.g. ``highlight=("L3.H2",)``, ``include=(...)``,
     ``flagged_neurons={(5, 17): "regularization"}``, ``layer_start=20``), or ``position`` (the token whose
-    prediction the graph shows, e.g. a causal-trace cell's token). The app re-runs the session's last
+    prediction the graph shows, e.g. a causal-trace cell's token) and ``target_id`` (the token the graph
+    explains; pass the current one with a new position to keep it: a blank target means "the top prediction
+    at the position", which at another token is another token). The app re-runs the session's last
     analysis with them; ``include``/``highlight``/``flagged_neurons`` then stay until the user
     clears them. The payload is plain JSON (tuple keys are encoded), with a nonce so that repeating
     a request still triggers.

@@ -61,15 +61,17 @@ def register(app, sessions) -> None:
                     share=Output(ids.CIRCUIT_SHARE, "value", allow_duplicate=True),
                     model=Output(ids.MODEL_INPUT, "value", allow_duplicate=True),
                     knobs=knob_outputs, go=Output(ids.URL_TRACE, "data")),
-        inputs=dict(search=Input(ids.URL, "search"), session_id=State(ids.SESSION, "data")),
+        inputs=dict(search=Input(ids.URL, "search"), session_id=State(ids.SESSION, "data"),
+                    shown_prompt=State(ids.PROMPT, "value")),
         prevent_initial_call="initial_duplicate")
-    def read_url(search, session_id):
+    def read_url(search, session_id, shown_prompt):
         q = decode(search)
         nothing = dict(prompt=no_update, target=no_update, position=no_update, layer_start=no_update,
                        layer_end=no_update, prune=no_update, share=no_update, model=no_update,
                        knobs={k: no_update for k in ids.KNOBS}, go=no_update)
         state = sessions.get(session_id)
-        if "prompt" not in q or (state.request is not None and encode(state) == search):
+        loading = not (shown_prompt or "").strip()  # a page (re)loaded: its controls are blank, fill them
+        if "prompt" not in q or (not loading and state.request is not None and encode(state) == search):
             return nothing  # no view in the URL, or the one this page just wrote
         start, _, end = q.get("layers", "").partition("-")
         marks = {}

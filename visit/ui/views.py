@@ -83,6 +83,24 @@ def prompt_tokens(tokens: list[str], position: int) -> list:
             for i, t in enumerate(tokens)]
 
 
+def edited_note(overlay) -> str | None:
+    """What the graph says when it was traced on a session's edited weights (None for the weights at rest)."""
+    if not overlay:
+        return None
+    labels = [e.label() for e in overlay.edits]
+    return (f"Edited weights: this graph is traced on your {len(labels)} edit{'s' if len(labels) != 1 else ''} "
+            f"({'; '.join(labels)}). Editing → 'show the graph before the edits' traces the model as loaded.")
+
+
+def empty_figure(text: str = "Type a prompt and press Trace") -> dict:
+    """The graph box before anything is traced (or after a model switch cleared the old model's graph)."""
+    return {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
+                                   "annotations": [{"text": text, "showarrow": False,
+                                                    "font": {"size": 16, "color": "#888"}}],
+                                   "plot_bgcolor": "white", "paper_bgcolor": "white",
+                                   "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}}
+
+
 def message(kind: str, text: str) -> html.Div:
     return html.Div(text, className=f"message message-{kind}", role="alert" if kind == "error" else "status")
 

@@ -74,6 +74,12 @@ def layout():
     ], className="panel")
 
 
+TOKENS_NOTE = ("'Raises in this pass': the tokens this component's output here (a neuron: its coefficient times its "
+               "value vector, so a negative coefficient flips them) raises most through the frozen final norm. "
+               "Knowledge neurons and Details show a neuron's value vector alone (its static projection), so the "
+               "same neuron can list other tokens there.")
+
+
 def _table(entries: list[dict], tokens: list[str]):
     """The top components as a grid (sorting, filtering, paging); clicking a row shows its node in the graph."""
     rows = []
@@ -84,8 +90,8 @@ def _table(entries: list[dict], tokens: list[str]):
         rows.append({"rank": n, "component": figures.component_name(e), "score": e["score"], "source": source,
                      "top": top, "node": e["node"]})
     columns = [column("rank", "#", "d", maxWidth=60), column("component", minWidth=100), column("score", "Δ log p", ".4f"),
-               column("source", hide=not any(r["source"] for r in rows)), column("top", "top tokens", minWidth=120)]
-    return html.Div([html.P("Click a row to show the component in the graph.", className="hint"),
+               column("source", hide=not any(r["source"] for r in rows)), column("top", "raises in this pass", minWidth=120)]
+    return html.Div([html.P("Click a row to show the component in the graph. " + TOKENS_NOTE, className="hint"),
                      data_grid(GRID, rows, columns, clickable=True)])
 
 

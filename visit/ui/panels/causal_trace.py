@@ -88,13 +88,15 @@ def summary(ct) -> str:
     return f"done: {sum(v.size for v in ct.kinds.values())} cells, {ct.samples} samples"
 
 
-def cell_request(session_id: str, kind: str, point: dict, n_layers: int) -> dict:
-    """The graph request for a clicked heatmap cell: that token, a few layers around it, its spine highlighted."""
+def cell_request(session_id: str, kind: str, point: dict, n_layers: int, target_id: int | None = None) -> dict:
+    """The graph request for a clicked heatmap cell: that token, a few layers around it, its spine highlighted;
+    the graph keeps explaining ``target_id`` (the traced target: what the causal trace measured)."""
     layer = int(point["x"])
     position = int(str(point["y"]).split(" ", 1)[0])
     highlight = tuple(spine_id(layer, s) for s in SPINE)
+    kept = {} if target_id is None else {"target_id": int(target_id)}
     return request_graph_update(session_id, position=position, layer_start=max(0, layer - 2),
-                                layer_end=min(n_layers - 1, layer + 2), highlight=highlight)
+                                layer_end=min(n_layers - 1, layer + 2), highlight=highlight, **kept)
 
 
 def register_callbacks(app, ctx):
@@ -113,7 +115,7 @@ def register_callbacks(app, ctx):
         point = (dash_ctx.triggered[0]["value"].get("points") or [None])[0]
         if analysis is None or not point:
             return no_update
-        return cell_request(session_id, trigger["kind"], point, analysis.vm.dims.n_layers)
+        return cell_request(session_id, trigger["kind"], point, analysis.vm.dims.n_layers, analysis.target.id)
 
     @app.callback(Output(SUBJECT, "value"), Input(ids.ANALYSIS_VERSION, "data"), State(SUBJECT, "value"),
                   State(ids.SESSION, "data"), prevent_initial_call=True)

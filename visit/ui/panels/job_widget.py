@@ -16,7 +16,14 @@ message for the user) and returns the job function ``fn(job_ctx) -> result``; th
 ``job_ctx.progress(done, total, note)`` and, if it can, ``job_ctx.partial(value)`` (see
 :mod:`visit.ui.jobs`). While the job runs, a ``dcc.Interval`` polls it: the bar and its text
 (``"done/total note"``) move, and each new partial is drawn with ``render(partial, False)``; at the end
-``render(result, True)`` draws the result, and the interval stops. Cancel stops the session's job of
+``render(result, True)`` draws the result, and the interval stops.
+
+The poll answers only the light outputs (bar, text, status) and, when there is something new to draw, a new
+``seen`` mark; a second callback, triggered by that mark alone, draws the ``body``. Dash drops an answer
+when a newer request for the same outputs is on its way, so a poll that carried a drawing slower than the
+poll interval (a 30-layer difference graph, a megabyte and a second to send) was superseded by the next
+poll, forever: the page never showed the result. A mark changes once per partial, so its drawing is never
+superseded by a poll. Cancel stops the session's job of
 this kind. Errors (bad input, a failing job, a failing ``render``) show as the app's error messages;
 every text goes into Dash text children, which React escapes (never ``dangerously_allow_html``).
 
@@ -81,13 +88,14 @@ class JobWidget:
     """The widget's logic, apart from Dash's wiring so tests can call it directly.
 
     Each method returns the dict of output values (``no_update`` where nothing changes):
-    ``bar, text, progress_hidden, status, body, poll_off, cancel_off, seen``.
+    ``bar, text, progress_hidden, status, poll_off, cancel_off, seen``; :meth:`draw` returns the body for a
+    ``seen`` mark.
     """
 
     def __init__(self, ctx, kind: str, start: StartFn, render: RenderFn,
                  summary: Callable[[Any], str] | None = None):
         self.ctx, self.kind, self._start, self._render, self._summary = ctx, kind, start, render, summary
-        self.callback = None  # the Dash callback, once registered
+        self.callback = self.body_callback = None  # the Dash callbacks, once registered
 
     # -- the three events ----------------------------------------------------------------
     def start(self, session_id: str | None, values: tuple = ()) -> dict:
@@ -118,8 +126,8 @@ class JobWidget:
 
     # -- drawing a job -------------------------------------------------------------------
     def view(self, job: Job, seen=None, fresh: bool = False) -> dict:
-        """Outputs for ``job``'s current state; ``seen`` is what the page last drew (``[job id, partial
-        count]``), so an unchanged partial is not sent again."""
+        """Outputs for ``job``'s current state; ``seen`` is the mark of what the page last drew (``[job id,
+        partial count]`` or ``[job id, "done"]``): a new mark in ``out["seen"]`` asks :meth:`draw` for the body."""
         out = self._unchanged()
         running = job.running
         out.update(poll_off=not running, cancel_off=not running, progress_hidden=False)
@@ -131,22 +139,30 @@ class JobWidget:
         mark = [job.id, job.partial_count]
         if running:
             out["status"] = f"running… {job.elapsed:.0f} s"
-            if job.partial is not None and mark != seen:
-                out["body"], out["seen"] = self._draw(job.partial, False), mark
-            elif fresh:
-                out["body"], out["seen"] = None, mark
+            if (job.partial is not None or fresh) and mark != seen:
+                out["seen"] = mark
         elif job.status == "done":
             out["status"] = self._done_text(job)
             if [job.id, "done"] != seen:
-                out["body"], out["seen"] = self._draw(job.result, True), [job.id, "done"]
+                out["seen"] = [job.id, "done"]
         elif job.status == "error":
             out["status"] = views.message("error", job.error or "the job failed")
-            if fresh or (job.partial is not None and mark != seen):
-                out["body"], out["seen"] = (None if job.partial is None else self._draw(job.partial, False)), mark
+            if (fresh or job.partial is not None) and mark != seen:
+                out["seen"] = mark
         else:  # cancelled: keep what was drawn so far
             out["status"] = "cancelled" if job.note in ("", "cancelled") else f"cancelled ({job.note})"
             out["text"] = f"{job.done}/{job.total}" if job.total else ""
         return out
+
+    def draw(self, session_id: str | None, seen) -> Any:
+        """The body for the mark ``seen`` (set by :meth:`view`): the result once done, else the job's latest
+        partial (nothing before the first one)."""
+        job = self.ctx.jobs.job(session_id, self.kind) if session_id else None
+        if job is None or not (isinstance(seen, list) and len(seen) == 2) or seen[0] != job.id:
+            return no_update
+        if seen[1] == "done":
+            return self._draw(job.result, True) if job.status == "done" else no_update
+        return None if job.partial is None else self._draw(job.partial, False)
 
     def _draw(self, value, finished: bool):
         try:
@@ -171,7 +187,7 @@ class JobWidget:
         return {**self._unchanged(), "status": views.message("error", text), "poll_off": True}
 
 
-OUTPUT_NAMES = ("bar", "text", "progress_hidden", "status", "body", "poll_off", "cancel_off", "seen")
+OUTPUT_NAMES = ("bar", "text", "progress_hidden", "status", "poll_off", "cancel_off", "seen")
 
 
 def _on_weights(overlay, fn):
@@ -192,7 +208,7 @@ def register_job_callbacks(app, ctx, prefix: str, kind: str, start: StartFn, ren
     i = JobIds(prefix)
     outputs = dict(bar=Output(i.progress_bar, "style"), text=Output(i.progress_text, "children"),
                    progress_hidden=Output(i.progress, "hidden"), status=Output(i.status, "children"),
-                   body=Output(i.body, "children"), poll_off=Output(i.poll, "disabled"),
+                   poll_off=Output(i.poll, "disabled"),
                    cancel_off=Output(i.cancel, "disabled"), seen=Output(i.seen, "data"))
     triggers = dict(start=Input(i.start, "n_clicks"), cancel=Input(i.cancel, "n_clicks"),
                     tick=Input(i.poll, "n_intervals"))
@@ -209,7 +225,13 @@ def register_job_callbacks(app, ctx, prefix: str, kind: str, start: StartFn, ren
             return widget.cancel(session_id, seen)
         return widget.poll(session_id, seen)
 
+    @app.callback(Output(i.body, "children"), Input(i.seen, "data"), State(ids.SESSION, "data"),
+                  prevent_initial_call=True)
+    def _body(seen, session_id):
+        return widget.draw(session_id, seen)
+
     widget.callback = _job  # the registered function (tests call it inside a Dash callback context)
+    widget.body_callback = _body
     return widget
 
 

@@ -100,6 +100,11 @@ def _effect_text(name: str, effect: dict) -> str:
     return f"{name}: " + "; ".join(parts)
 
 
+TOKENS_NOTE = ("'Value vector promotes': the static projection of each neuron's output weights (as in Details), "
+               "whatever it fired in this prompt; Attribution lists what the neuron's output in this pass "
+               "(coefficient × value vector) raises, which differs when the coefficient is negative or small.")
+
+
 def render(kn, finished: bool = True):
     """The result as Dash components (text children only: React escapes every token)."""
     if kn is None:
@@ -110,13 +115,14 @@ def render(kn, finished: bool = True):
         rows.append({"rank": i, "neuron": n.node, "score": n.score, "share": kn.shares.get(n.key, 1.0),
                      "promotes": toks})
     columns = [column("rank", "#", "d", maxWidth=60), column("neuron", minWidth=90), column("score", "attribution", ".4f"),
-               column("share", "share", ".0%"), column("promotes", minWidth=140)]
+               column("share", "share", ".0%"), column("promotes", "value vector promotes", minWidth=140)]
     hist = kn.layer_histogram()
     layers = ", ".join(f"L{l}: {c}" for l, c in enumerate(hist) if c) or "none"
     summary = [html.P(f"target {display_token(kn.target.token)}; {len(kn.prompts)} prompt(s), coarse sets of "
                       f"{', '.join(str(len(c)) for c in kn.coarse)} neurons; {len(kn.refined)} refined "
                       f"(by layer: {layers})"),
-               html.P(_effect_text("suppress ×0", kn.suppress)), html.P(_effect_text("enhance ×2", kn.enhance))]
+               html.P(_effect_text("suppress ×0", kn.suppress)), html.P(_effect_text("enhance ×2", kn.enhance)),
+               html.P(TOKENS_NOTE, className="hint")]
     c = kn.comparison
     if c:
         summary.append(html.P(f"{len(c['overlap'])} of them among the top {c['top']} FFN neurons by log-probability "
