@@ -22,6 +22,7 @@ from visit.graph.selection import parse_includes
 from visit.models.overlay import weights_of
 from visit.render import graph_figure
 from visit.tokens import token_string
+from visit.ids import NodeId
 
 
 def curate(analysis, curation: Curation | None):
@@ -81,8 +82,8 @@ def forced_ids(curation: Curation, trace, layers: range) -> tuple[str, ...]:
     a component of this model (an id from another model or an old link is left out, not an error)."""
     out = []
     for node_id in curation.node_ids():
-        head = node_id.split(".", 1)[0]
-        if not (head[1:].isdigit() and int(head[1:]) in layers):
+        node = NodeId.try_parse(node_id)
+        if node is None or node.layer is None or node.layer not in layers:
             continue
         try:
             parse_includes([node_id], trace)

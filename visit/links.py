@@ -23,7 +23,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlencode
 
 from visit.errors import VisitError
-from visit.graph.groups import EMPTY, Curation, Group, check_caps, check_id, check_text
+from visit.graph.groups import EMPTY, Curation, Group, check_caps, check_id, check_text, is_group_id
 
 KNOB_KEYS = {"heads_per_layer": "heads", "memory_per_head": "memory", "wo_neurons": "wo", "mlp_top": "mlp_top",
              "mlp_bottom": "mlp_bottom", "min_edge_score": "min_edge"}
@@ -100,9 +100,9 @@ def curation_from_query(raw: dict[str, list[str]]) -> Curation:
         name, _, members = rest.rpartition("|")
         try:
             gid = check_id(gid)
-            if not gid.startswith("G") or any(g.id == gid for g in groups):
+            if not is_group_id(gid) or any(g.id == gid for g in groups):
                 continue
-            ids = tuple(m for m in dict.fromkeys(_ids(members)) if not m.startswith("G"))
+            ids = tuple(m for m in dict.fromkeys(_ids(members)) if not is_group_id(m))
             if ids:
                 groups.append(Group(gid, check_text(name, "a group name"), ids))
         except VisitError:

@@ -23,6 +23,7 @@ from visit.errors import VisitError
 from visit.graph import GraphSettings, build_graph
 from visit.graph.groups import EMPTY, Curation
 from visit.hooks import Intervention
+from visit.hooks.names import hook_name
 from visit.lens import LogitLens
 from visit.models.overlay import weights_of
 from visit.render import graph_figure, layout, strip_figure
@@ -239,7 +240,7 @@ def _node_details(analysis: Analysis, node_id: str) -> dict:
     if "top" not in out:
         out.update(top=[], bottom=[], entropy=None, target_prob=None, target_rank=None)
     if a.get("head") is not None and a["kind"] in ("head", "query", "key", "memory"):
-        weights = tr[f"blocks.{a['layer']}.attn.hook_pattern"][a["head"], tr.position, :tr.position + 1].tolist()
+        weights = tr[hook_name(a['layer'], "attn.hook_pattern")][a["head"], tr.position, :tr.position + 1].tolist()
         out["attention"] = [{"position": s, "token": tr.tokens[s], "weight": float(w)} for s, w in enumerate(weights)]
     return out
 

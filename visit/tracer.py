@@ -54,9 +54,11 @@ import torch
 
 from visit.errors import VisitError
 from visit.hooks.interventions import Intervention
+from visit.hooks.names import hook_name
 from visit.hooks.runner import run
 from visit.models.loading import VisitModel
-from visit.models.overlay import NONE, Overlay, current
+from visit.memo import Memo
+from visit.models.overlay import NONE, Overlay, current, weights_of
 from visit.tokens import token_strings
 
 
@@ -72,6 +74,17 @@ class Trace:
     interventions: tuple = ()  # what was written during the pass (visit.hooks)
     weights_version: tuple = ()  # vm.weights.version when traced
     overlay: Overlay = NONE  # the session's weight edits in force when traced (visit.models.overlay)
+    memos: Memo = field(default_factory=Memo, init=False, repr=False, compare=False)  # see memo()
+
+    def memo(self, key, compute):
+        """``compute()`` once per ``key`` and weights version; the result lives as long as the trace.
+
+        What is derived from a trace often combines it with the model's weights (attribution, the lens), so the
+        weights' version is part of the key: after an edit the same trace is scored again with the weights it
+        now meets, never a stale number. ``compute`` runs on the weights the trace was computed on (its
+        session's edits, :func:`visit.models.overlay.weights_of`)."""
+        with weights_of(self):
+            return self.memos.get((self.vm.weights.version, key), compute)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return self.values[name]
@@ -92,7 +105,7 @@ class Trace:
     def post_scale(self, layer: int, which: str) -> torch.Tensor:
         """``[pos, 1]``: the frozen divisor of the post-norm after the attention (``"attn"``) or MLP
         (``"mlp"``); ones when the block has none. Contribution = coefficient / post_scale * effective row."""
-        name = f"blocks.{layer}.{'ln1_post' if which == 'attn' else 'ln2_post'}.hook_scale"
+        name = hook_name(layer, f"{'ln1_post' if which == 'attn' else 'ln2_post'}.hook_scale")
         if name in self.values:
             return self.values[name]
         return torch.ones(len(self.input_ids), 1, device=self.vm.device)
@@ -100,20 +113,20 @@ class Trace:
     def mlp_coefficients(self, layer: int) -> torch.Tensor:
         """``[pos, d_mlp]``: the MLP neurons' coefficients of their (effective) ``W_out`` rows: ``mlp.hook_post``,
         divided by the post-norm's frozen scale when there is one."""
-        post = self.values[f"blocks.{layer}.mlp.hook_post"]
-        name = f"blocks.{layer}.ln2_post.hook_scale"
+        post = self.values[hook_name(layer, "mlp.hook_post")]
+        name = hook_name(layer, "ln2_post.hook_scale")
         return post / self.values[name] if name in self.values else post
 
     def z_coefficients(self, layer: int) -> torch.Tensor:
         """``[pos, n_heads, d_head]``: the coefficients of the (effective) ``W_O`` rows: ``attn.hook_z``, divided
         by the post-norm's frozen scale when there is one."""
-        z = self.values[f"blocks.{layer}.attn.hook_z"]
-        name = f"blocks.{layer}.ln1_post.hook_scale"
+        z = self.values[hook_name(layer, "attn.hook_z")]
+        name = hook_name(layer, "ln1_post.hook_scale")
         return z / self.values[name].unsqueeze(-1) if name in self.values else z
 
     def resid(self, layer: int, where: str) -> torch.Tensor:
         """Residual at the traced position: ``where`` in pre|mid|post. ``[d_model]``"""
-        return self.values[f"blocks.{layer}.hook_resid_{where}"][self.position]
+        return self.values[hook_name(layer, f"hook_resid_{where}")][self.position]
 
     def memory_values(self, layer: int, heads=None, sources=None) -> torch.Tensor:
         """VISIT's attention memory: ``alpha[h, p, s] * v[s, kv(h)] @ W_O[h]``.
@@ -125,8 +138,8 @@ class Trace:
         n_src = self.position + 1
         sources = torch.arange(n_src) if sources is None else torch.as_tensor(sources)
         heads, sources = heads.to(self.vm.device), sources.to(self.vm.device)
-        alpha = self.values[f"blocks.{layer}.attn.hook_pattern"][heads][:, self.position][:, sources]  # [h, s]
-        v = self.values[f"blocks.{layer}.attn.hook_v"][sources][:, self.kv_head_of[heads]]  # [s, h, dh]
+        alpha = self.values[hook_name(layer, "attn.hook_pattern")][heads][:, self.position][:, sources]  # [h, s]
+        v = self.values[hook_name(layer, "attn.hook_v")][sources][:, self.kv_head_of[heads]]  # [s, h, dh]
         weighted = alpha.unsqueeze(-1) * v.transpose(0, 1) / self.post_scale(layer, "attn")[self.position]
         return torch.einsum("hsd,hdm->hsm", weighted, self.vm.weights.W_O(layer)[heads])
 
@@ -179,7 +192,7 @@ def _post_reads(adapter) -> tuple[str, ...]:
 def trace_reads(n_layers: int, adapter=None) -> list[str]:
     """The hook point names a trace reads (with ``adapter``: also its post-norms' inputs)."""
     per_layer = _LAYER_READS + (_post_reads(adapter) if adapter is not None else ())
-    return [f"blocks.{l}.{s}" for l in range(n_layers) for s in per_layer] + ["ln_final.hook_in",
+    return [hook_name(l, s) for l in range(n_layers) for s in per_layer] + ["ln_final.hook_in",
                                                                              "ln_final.hook_out"]
 
 
@@ -207,22 +220,21 @@ def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[
     d, w = vm.dims, vm.weights
     values: dict[str, torch.Tensor] = {}
     for layer in range(d.n_layers):
-        p = f"blocks.{layer}"
         for name in _LAYER_READS + _post_reads(vm.adapter):
-            values[f"{p}.{name}"] = raw[f"{p}.{name}"][0].float()
+            values[hook_name(layer, name)] = raw[hook_name(layer, name)][0].float()
         norms = [("ln1", w.ln1(layer)), ("ln2", w.ln2(layer))]
         norms += [(ln, params) for ln, params in (("ln1_post", w.post_norm(layer, "attn")),
                                                   ("ln2_post", w.post_norm(layer, "mlp"))) if params is not None]
         for ln, params in norms:
-            values[f"{p}.{ln}.hook_scale"] = params.scale(values[f"{p}.{ln}.hook_in"])
-        values[f"{p}.hook_resid_pre"] = values[f"{p}.ln1.hook_in"]
-        z = values[f"{p}.attn.hook_z"][pos]
-        if f"{p}.ln1_post.hook_scale" in values:
-            z = z / values[f"{p}.ln1_post.hook_scale"][pos]
-        values[f"{p}.attn.hook_result"] = torch.einsum("hd,hdm->hm", z, w.W_O(layer))
-        values[f"{p}.hook_resid_mid"] = (
-            values[f"{p}.hook_resid_pre"] + values[f"{p}.hook_attn_out"] if vm.parallel
-            else values[f"{p}.ln2.hook_in"]
+            values[hook_name(layer, f"{ln}.hook_scale")] = params.scale(values[hook_name(layer, f"{ln}.hook_in")])
+        values[hook_name(layer, "hook_resid_pre")] = values[hook_name(layer, "ln1.hook_in")]
+        z = values[hook_name(layer, "attn.hook_z")][pos]
+        if hook_name(layer, "ln1_post.hook_scale") in values:
+            z = z / values[hook_name(layer, "ln1_post.hook_scale")][pos]
+        values[hook_name(layer, "attn.hook_result")] = torch.einsum("hd,hdm->hm", z, w.W_O(layer))
+        values[hook_name(layer, "hook_resid_mid")] = (
+            values[hook_name(layer, "hook_resid_pre")] + values[hook_name(layer, "hook_attn_out")] if vm.parallel
+            else values[hook_name(layer, "ln2.hook_in")]
         )
     for name in ("ln_final.hook_in", "ln_final.hook_out"):
         values[name] = raw[name][0].float()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from visit.hooks.names import hook_name
 from visit.lens import LogitLens
 
 TARGETS = ("attn", "block", "final")
@@ -96,8 +97,8 @@ def attention_alignment(trace, k: int = 50, lens: LogitLens | None = None,
     n_src = pos + 1
     k = min(k, lens.W_U.shape[1])
 
-    heads = torch.stack([trace[f"blocks.{l}.attn.hook_result"] for l in range(n_layers)])  # [L, H, d]
-    outputs = torch.stack([trace[f"blocks.{l}.hook_attn_out"][pos] for l in range(n_layers)]
+    heads = torch.stack([trace[hook_name(l, "attn.hook_result")] for l in range(n_layers)])  # [L, H, d]
+    outputs = torch.stack([trace[hook_name(l, "hook_attn_out")][pos] for l in range(n_layers)]
                           + [trace.resid(l, "post") for l in range(n_layers)]
                           + [trace["ln_final.hook_in"][pos]])  # [2L + 1, d]
     head_top = top_ids(lens, heads.reshape(-1, heads.shape[-1]), k).reshape(n_layers, n_heads, k)
@@ -110,7 +111,7 @@ def attention_alignment(trace, k: int = 50, lens: LogitLens | None = None,
     head_norms = heads.norm(dim=-1)
     norm_order = head_norms.argsort(dim=1, descending=True)
 
-    attention = torch.stack([trace[f"blocks.{l}.attn.hook_pattern"][:, pos, :n_src] for l in range(n_layers)])
+    attention = torch.stack([trace[hook_name(l, "attn.hook_pattern")][:, pos, :n_src] for l in range(n_layers)])
     m = n_src if memory_top is None else min(memory_top, n_src)
     memory_attention, memory_order = attention.topk(m, dim=-1)  # [L, H, M], descending
     d_model = heads.shape[-1]

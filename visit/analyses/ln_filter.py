@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from visit.hooks.names import hook_name
+from visit.ids import spine_id
 from visit.lens import LensResult, LogitLens
 from visit.models.weights import NormParams
 from visit.tokens import token_string
@@ -54,7 +56,7 @@ def norm_sites(n_layers: int) -> list[NormSite]:
     sites = []
     for layer in range(n_layers):
         for kind in ("ln1", "ln2"):
-            sites.append(NormSite(f"L{layer}.{kind}", f"blocks.{layer}.{kind}", layer, kind))
+            sites.append(NormSite(spine_id(layer, kind), hook_name(layer, kind), layer, kind))
     sites.append(NormSite("final", "ln_final", None, "final"))
     return sites
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from visit.hooks.names import hook_name
+from visit.ids import neuron_id
 from visit.lens import LogitLens
 from visit.tokens import token_string
 
@@ -23,7 +25,7 @@ FLAG_LABEL = "regularization"
 
 def top_activated(trace, top_n: int = 100, by: str = "abs") -> torch.Tensor:
     """Per layer, the ``top_n`` most activated neurons at the traced position: ``[L, top_n]``."""
-    coeff = torch.stack([trace[f"blocks.{l}.mlp.hook_post"][trace.position] for l in range(trace.n_layers)])
+    coeff = torch.stack([trace[hook_name(l, "mlp.hook_post")][trace.position] for l in range(trace.n_layers)])
     if by == "abs":
         coeff = coeff.abs()
     elif by != "value":
@@ -43,7 +45,7 @@ class ActivationCounter:
     def add(self, trace) -> None:
         top = top_activated(trace, self.top_n, self.by).cpu()
         self.counts.scatter_add_(1, top, torch.ones_like(top))
-        self.coeff_sum += torch.stack([trace[f"blocks.{l}.mlp.hook_post"][trace.position].cpu()
+        self.coeff_sum += torch.stack([trace[hook_name(l, "mlp.hook_post")][trace.position].cpu()
                                        for l in range(trace.n_layers)])
         self.n_prompts += 1
 
@@ -103,7 +105,7 @@ def describe_neurons(vm, found, k: int = 10, baseline_sample: int = 64, seed: in
     for j, (layer, neuron, share) in enumerate(found):
         vector = vectors[j]
         rows.append({
-            "layer": layer, "neuron": neuron, "share": share, "node_id": f"L{layer}.N{neuron}",
+            "layer": layer, "neuron": neuron, "share": share, "node_id": neuron_id(layer, neuron),
             "norm": float(vector.norm()), "entropy": float(res.entropy[j]), "max_entropy": max_entropy,
             "top": [token_string(tok, i) for i in res.top_ids[j].tolist()],
             "bottom": [token_string(tok, i) for i in res.bottom_ids[j].tolist()],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from visit.attribution.logprob import FrozenLens
+from visit.hooks.names import hook_name
 
 
 def stream_points(trace) -> tuple[list[str], torch.Tensor]:
@@ -35,7 +36,7 @@ def bs_values(trace, token_ids: list[int]) -> dict:
     pos = trace.position
     blocks = []
     for layer in range(trace.n_layers):
-        blocks += [trace[f"blocks.{layer}.hook_attn_out"][pos], trace[f"blocks.{layer}.hook_mlp_out"][pos]]
+        blocks += [trace[hook_name(layer, "hook_attn_out")][pos], trace[hook_name(layer, "hook_mlp_out")][pos]]
     block_bs = (lens.linear(torch.stack(blocks)) @ lens.W_U[:, ids]).T
     return {"labels": labels, "bs": bs, "block_bs": block_bs}
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS, ffn_method_scores, top_neurons
 from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
+from visit.attribution.baselines import METHODS, REGISTRY, ffn_method_scores, top_neurons
 from visit.attribution.intervention import Component, final_log_probs, metrics_of, random_components
 from visit.attribution.logprob import head_logprob_increase
 from visit.errors import VisitError
@@ -73,7 +73,7 @@ def evaluate_methods(vm, cases, kind: str = "ffn", top: int = 10, seed: int = 0,
     methods = KIND_METHODS[kind]
     rows = {"unedited": MethodRow("unedited", "o) unedited")}
     for m in methods:
-        rows[m] = MethodRow(m, f"{METHOD_IDS[m]}) {METHOD_LABELS[m]}")
+        rows[m] = MethodRow(m, REGISTRY.title(m))
     rows["random"] = MethodRow("random", f"random {kind} x{top}")
     gen = torch.Generator().manual_seed(seed)
     for n, case in enumerate(cases):

@@ -54,7 +54,6 @@ from dataclasses import dataclass
 
 import torch
 
-from visit.attribution.cache import memo
 from visit.attribution.logprob import FrozenLens, LensBase, attn_neuron_coefficients, imp_of_scaled, projection_rows
 
 # float32 rounding of the bound terms (dot products of length d_model, then a few products):
@@ -310,5 +309,5 @@ def ffn_neuron_logprob_increase(trace, target_id: int, per_layer: int = 20) -> t
     are ranked by that first-order term (exact certification of the bottom is ~10x the cost; use
     ``ffn_neuron_scores(..., bottom_per_layer=k)`` when it matters). Memoised per trace.
     """
-    return memo(trace, ("ffn_contract", target_id, per_layer),
-                lambda: ffn_neuron_scores(trace, target_id, k=1000, per_layer=per_layer).scores)
+    return trace.memo(("ffn_contract", target_id, per_layer),
+                      lambda: ffn_neuron_scores(trace, target_id, k=1000, per_layer=per_layer).scores)

@@ -23,8 +23,11 @@ from dataclasses import dataclass
 import torch
 
 from visit.hooks import Intervention, add, run, zero
+from visit.hooks.names import hook_name
+from visit.ids import NodeId
 
 KINDS = ("ffn", "head", "wo", "attn")
+_NODE_KINDS = {"ffn": "neuron", "head": "head", "wo": "head_dim", "attn": "attn_neuron"}  # visit.ids kinds
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,21 @@ class Component:
     source: int | None = None  # source position (attn; ffn: zero there instead of at the traced position)
 
     @property
+    def node(self) -> NodeId:
+        """The component's :class:`visit.ids.NodeId` (its kind record says where and how it is zeroed)."""
+        kind = _NODE_KINDS.get(self.kind)
+        if kind is None:
+            raise ValueError(f"unknown component kind {self.kind!r}; choose one of {KINDS}")
+        if kind == "neuron":
+            return NodeId(self.layer, kind, index=self.index, source=self.source)
+        if kind == "head":
+            return NodeId(self.layer, kind, head=self.index)
+        return NodeId(self.layer, kind, head=self.index, index=self.dim,
+                      source=self.source if kind == "attn_neuron" else None)
+
+    @property
     def label(self) -> str:
-        if self.kind == "ffn":
-            return f"L{self.layer}.N{self.index}" + ("" if self.source is None else f"@{self.source}")
-        if self.kind == "head":
-            return f"L{self.layer}.H{self.index}"
-        if self.kind == "wo":
-            return f"L{self.layer}.H{self.index}.d{self.dim}"
-        return f"L{self.layer}.H{self.index}.d{self.dim}.s{self.source}"
+        return str(self.node)
 
 
 def interventions_for(vm, components, position: int, clean_trace=None) -> list[Intervention]:
@@ -51,22 +61,17 @@ def interventions_for(vm, components, position: int, clean_trace=None) -> list[I
     d = vm.dims
     out: list[Intervention] = []
     for c in components:
-        p = f"blocks.{c.layer}"
-        if c.kind == "ffn":
-            out.append(zero(f"{p}.mlp.hook_post", positions=position if c.source is None else c.source,
-                            index=(c.index,)))
-        elif c.kind == "head":
-            out.append(zero(f"{p}.attn.hook_z", positions=position, index=(c.index,)))
-        elif c.kind == "wo":
-            out.append(zero(f"{p}.attn.hook_z", positions=position, index=(c.index, c.dim)))
-        elif c.kind == "attn":
-            if clean_trace is None:
-                raise ValueError("zeroing attention neurons per source needs the clean trace")
-            alpha = clean_trace[f"{p}.attn.hook_pattern"][c.index, position, c.source]
-            v = clean_trace[f"{p}.attn.hook_v"][c.source, int(clean_trace.kv_head_of[c.index]), c.dim]
-            out.append(add(f"{p}.attn.hook_z", -float(alpha * v), positions=position, index=(c.index, c.dim)))
-        else:
-            raise ValueError(f"unknown component kind {c.kind!r}; choose one of {KINDS}")
+        node = c.node
+        index = node.features(d.d_head)
+        if node.spec.ablate == "zero":
+            at = c.source if node.kind == "neuron" and c.source is not None else position
+            out.append(zero(node.hook_name, positions=at, index=index))
+            continue
+        if clean_trace is None:  # "subtract": the term alpha[h, p, s] v[s, kv(h), j] of the clean run
+            raise ValueError("zeroing attention neurons per source needs the clean trace")
+        alpha = clean_trace[hook_name(c.layer, "attn.hook_pattern")][c.index, position, c.source]
+        v = clean_trace[hook_name(c.layer, "attn.hook_v")][c.source, int(clean_trace.kv_head_of[c.index]), c.dim]
+        out.append(add(node.hook_name, -float(alpha * v), positions=position, index=index))
     return out
 
 

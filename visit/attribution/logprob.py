@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
+from visit.hooks.names import hook_name
 from visit.lens import LogitLens, soft_cap
 from visit.matmul import rows_times
 
@@ -264,7 +265,7 @@ def head_logprob_increase(trace, target_id: int) -> torch.Tensor:
     lens = FrozenLens.for_trace(trace)
     rows = []
     for layer in range(trace.n_layers):
-        heads = trace[f"blocks.{layer}.attn.hook_result"]
+        heads = trace[hook_name(layer, "attn.hook_result")]
         rows.append(increase_of_vectors(lens, trace.resid(layer, "pre"), heads, target_id))
     return torch.stack(rows)
 
@@ -286,8 +287,8 @@ def attn_neuron_coefficients(trace, layer: int) -> torch.Tensor:
     Summed over sources it is ``z[p, h, j]`` (the input of W_O).
     """
     pos = trace.position
-    alpha = trace[f"blocks.{layer}.attn.hook_pattern"][:, pos, :pos + 1]  # [H, src]
-    v = trace[f"blocks.{layer}.attn.hook_v"][:pos + 1][:, trace.kv_head_of]  # [src, H, dh]
+    alpha = trace[hook_name(layer, "attn.hook_pattern")][:, pos, :pos + 1]  # [H, src]
+    v = trace[hook_name(layer, "attn.hook_v")][:pos + 1][:, trace.kv_head_of]  # [src, H, dh]
     v = v / trace.post_scale(layer, "attn")[pos]  # a post-norm's frozen scale (Gemma 2/3), else 1
     return (alpha.T.unsqueeze(-1) * v).reshape(pos + 1, -1)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from visit.errors import VisitError
+from visit.hooks.names import hook_name
 from visit.models.weights import get_module
 
 
@@ -38,7 +39,7 @@ def subkey(trace, layer: int, neuron: int, which: str = "gate") -> tuple[torch.T
     K = ln2.weight * k
     if ln2.kind == "layernorm":
         K = K - K.mean()
-    scale = trace[f"blocks.{layer}.ln2.hook_scale"][trace.position].reshape(())
+    scale = trace[hook_name(layer, "ln2.hook_scale")][trace.position].reshape(())
     bias = getattr(get_module(vm.weights.blocks[layer], vm.adapter.mlp_in[slot]), "bias", None)
     constant = (0.0 if ln2.bias is None else float(ln2.bias @ k)) + (0.0 if bias is None else float(bias[neuron]))
     return K / scale, constant
@@ -50,9 +51,9 @@ def _reads(trace, layer: int) -> list[tuple[str, int, torch.Tensor]]:
     parts = [("embedding", 0, trace.resid(0, "pre"))]
     for l in range(layer + 1):
         if l < layer or not trace.vm.parallel:
-            parts.append(("attn", l, trace[f"blocks.{l}.hook_attn_out"][pos]))
+            parts.append(("attn", l, trace[hook_name(l, "hook_attn_out")][pos]))
         if l < layer:
-            parts.append(("ffn", l, trace[f"blocks.{l}.hook_mlp_out"][pos]))
+            parts.append(("ffn", l, trace[hook_name(l, "hook_mlp_out")][pos]))
     return parts
 
 

@@ -14,6 +14,7 @@ import torch
 
 from visit.attribution.fast import attn_neuron_scores
 from visit.errors import VisitError
+from visit.hooks.names import hook_name
 
 # with x_s = resid_pre[L] at source s (ln1 reads resid_pre in sequential and parallel blocks alike) and
 # scale_s ln1's real divisor *at that source*. K_j is the value neuron's subkey; under grouped-query
@@ -41,10 +42,10 @@ def attn_subkey(trace, layer: int, head: int, dim: int) -> tuple[torch.Tensor, f
 def _source_reads(trace, layer: int) -> list[tuple[str, int, torch.Tensor]]:
     """Layer-level vectors summing to attention layer ``layer``'s input at every source: ``(part, l, [S, d])``."""
     S = trace.position + 1
-    parts = [("embedding", 0, trace["blocks.0.hook_resid_pre"][:S])]
+    parts = [("embedding", 0, trace[hook_name(0, "hook_resid_pre")][:S])]
     for l in range(layer):
-        parts.append(("attn", l, trace[f"blocks.{l}.hook_attn_out"][:S]))
-        parts.append(("ffn", l, trace[f"blocks.{l}.hook_mlp_out"][:S]))
+        parts.append(("attn", l, trace[hook_name(l, "hook_attn_out")][:S]))
+        parts.append(("ffn", l, trace[hook_name(l, "hook_mlp_out")][:S]))
     return parts
 
 
@@ -74,9 +75,9 @@ def attn_query_scores(trace, layer: int, head: int, dim: int, top: int = 20) -> 
     w, pos = trace.vm.weights, trace.position
     S = pos + 1
     K, c = attn_subkey(trace, layer, head, dim)
-    alpha = trace[f"blocks.{layer}.attn.hook_pattern"][head, pos, :S]
-    coef = alpha / trace[f"blocks.{layer}.ln1.hook_scale"][:S, 0]  # [S]
-    z = float(trace[f"blocks.{layer}.attn.hook_z"][pos, head, dim])
+    alpha = trace[hook_name(layer, "attn.hook_pattern")][head, pos, :S]
+    coef = alpha / trace[hook_name(layer, "ln1.hook_scale")][:S, 0]  # [S]
+    z = float(trace[hook_name(layer, "attn.hook_z")][pos, head, dim])
     sign = -1.0 if z < 0 else 1.0
     constant = c * float(alpha.sum())
     layers = []
@@ -144,15 +145,15 @@ def _value_queries(trace, neurons, weights=None, weighting: str = "share") -> tu
         if ln1.kind == "layernorm":
             K = K - K.mean(-1, keepdim=True)
         c = w.b_V(layer)[kv, j] + (0.0 if ln1.bias is None else cols @ ln1.bias)  # [N]
-        z = trace[f"blocks.{layer}.attn.hook_z"][pos][h, j]
+        z = trace[hook_name(layer, "attn.hook_z")][pos][h, j]
         sign = torch.where(z < 0, -1.0, 1.0)
         if weighting == "sum":
             factor = sign
         else:
             imp = weights[rows].to(z.device)
             factor = sign * imp if weighting == "logp" else imp / torch.where(z == 0, torch.ones_like(z), z)
-        alpha = trace[f"blocks.{layer}.attn.hook_pattern"][h, pos, :S]  # [N, S]
-        coef = factor[:, None] * alpha / trace[f"blocks.{layer}.ln1.hook_scale"][:S, 0]
+        alpha = trace[hook_name(layer, "attn.hook_pattern")][h, pos, :S]  # [N, S]
+        coef = factor[:, None] * alpha / trace[hook_name(layer, "ln1.hook_scale")][:S, 0]
         queries[layer] = coef.T @ K  # [S, d_model]
         constant += float((factor * c * alpha.sum(-1)).sum())
     return queries, constant
@@ -191,14 +192,14 @@ def attn_query_ffn_neurons(trace, neurons, weights=None, weighting: str = "share
         out[l] = (trace.mlp_coefficients(l)[:S] * (R @ w.W_out(l).T)).T
         if with_layers:
             for part, name in (("ffn", "hook_mlp_out"), ("attn", "hook_attn_out")):
-                score = float((trace[f"blocks.{l}.{name}"][:S] * R).sum())
+                score = float((trace[hook_name(l, name)][:S] * R).sum())
                 layers.append({"part": part, "layer": l, "score": score})
     scores = out if per_source else out.sum(-1)
     if not with_layers:
         return scores
     if 0 in queries:
         R = R + queries[0]
-    layers.append({"part": "embedding", "layer": 0, "score": float((trace["blocks.0.hook_resid_pre"][:S] * R).sum())})
+    layers.append({"part": "embedding", "layer": 0, "score": float((trace[hook_name(0, "hook_resid_pre")][:S] * R).sum())})
     layers.sort(key=lambda e: e["score"], reverse=True)
     return scores, {"layers": layers, "constant": constant}
 

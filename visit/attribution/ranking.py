@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 
 from visit.attribution.baselines import METHODS, ffn_method_scores
-from visit.attribution.cache import memo
 from visit.attribution.fast import attn_neuron_scores, ffn_neuron_scores
 from visit.attribution.logprob import FrozenLens, head_logprob_increase, layer_logprob_increase
 from visit.errors import VisitError
+from visit.hooks.names import hook_name
+from visit.ids import head_id, neuron_id, node_id, spine_id
 from visit.tokens import token_string
 
 KINDS = ("layer", "head", "ffn", "attn", "wo")
@@ -48,26 +49,26 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
         for part, hook, node in (("attn", "hook_attn_out", "attn_out"), ("ffn", "hook_mlp_out", "mlp_out")):
             for layer in range(trace.n_layers):
                 entries.append({"kind": f"{part}_layer", "layer": layer, "score": float(scores[part][layer]),
-                                "node": f"L{layer}.{node}",
-                                "_vec": trace[f"blocks.{layer}.{hook}"][pos]})
+                                "node": spine_id(layer, node),
+                                "_vec": trace[hook_name(layer, hook)][pos]})
     elif kind == "head":
         scores = head_logprob_increase(trace, target_id)
         for layer in range(trace.n_layers):
             for h in range(d.n_heads):
                 entries.append({"kind": "head", "layer": layer, "head": h, "score": float(scores[layer, h]),
-                                "node": f"L{layer}.H{h}",
-                                "_vec": trace[f"blocks.{layer}.attn.hook_result"][h]})
+                                "node": head_id(layer, h),
+                                "_vec": trace[hook_name(layer, "attn.hook_result")][h]})
     elif kind == "ffn":
         if method == "logp_increase":
             res = ffn_neuron_scores(trace, target_id, k=0 if bottom else top, k_bottom=top if bottom else 0)
             scores = res.scores
         else:
-            scores = memo(trace, ("method", target_id, method),
-                          lambda: ffn_method_scores(trace, target_id, methods=(method,))[method])
+            scores = trace.memo(("method", target_id, method),
+                                lambda: ffn_method_scores(trace, target_id, methods=(method,))[method])
         vals, idx = scores.reshape(-1).topk(min(top, scores.numel()), largest=not bottom)
         for v, flat in zip(vals.tolist(), idx.tolist()):
             layer, i = divmod(flat, d.d_mlp)
-            entries.append({"kind": "ffn_neuron", "layer": layer, "index": i, "score": v, "node": f"L{layer}.N{i}",
+            entries.append({"kind": "ffn_neuron", "layer": layer, "index": i, "score": v, "node": neuron_id(layer, i),
                             "_vec": trace.neuron_contributions(layer, [i])[0]})
     else:
         per_source = kind == "attn"
@@ -79,12 +80,12 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
             layer, h, j = c[:3]
             coeff = trace.z_coefficients(layer)[pos, h, j]
             e = {"kind": "attn_neuron" if per_source else "wo_neuron", "layer": layer, "head": h, "index": j,
-                 "score": v, "node": f"L{layer}.WO{h * d.d_head + j}"}
+                 "score": v, "node": node_id(layer, "wo_neuron", index=h * d.d_head + j)}
             if per_source:
                 e["position"] = c[3]
-                e["node"] = f"L{layer}.H{h}.mem{c[3]}"
-                coeff = (trace[f"blocks.{layer}.attn.hook_pattern"][h, pos, c[3]]
-                         * trace[f"blocks.{layer}.attn.hook_v"][c[3], int(trace.kv_head_of[h]), j]
+                e["node"] = node_id(layer, "memory", head=h, source=c[3])
+                coeff = (trace[hook_name(layer, "attn.hook_pattern")][h, pos, c[3]]
+                         * trace[hook_name(layer, "attn.hook_v")][c[3], int(trace.kv_head_of[h]), j]
                          / trace.post_scale(layer, "attn")[pos, 0])
             e["_vec"] = coeff * w.W_O(layer)[h, j]
             entries.append(e)
@@ -99,15 +100,15 @@ def ranked_components(trace, target_id: int, kind: str = "ffn", method: str = "l
 
 def layer_scores(trace, target_id: int) -> dict[str, torch.Tensor]:
     """``{"attn", "ffn"} -> [n_layers]``: :func:`~visit.attribution.logprob.layer_logprob_increase`, memoised."""
-    return memo(trace, ("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
+    return trace.memo(("layers", target_id), lambda: layer_logprob_increase(trace, target_id))
 
 
 def head_scores(trace, target_id: int) -> torch.Tensor:
     """``[n_layers, n_heads]``: :func:`~visit.attribution.logprob.head_logprob_increase`, memoised per trace."""
-    return memo(trace, ("heads", target_id), lambda: head_logprob_increase(trace, target_id))
+    return trace.memo(("heads", target_id), lambda: head_logprob_increase(trace, target_id))
 
 
 def ranked(trace, target_id: int, kind: str, method: str = "logp_increase", top: int = 20) -> list[dict]:
     """:func:`ranked_components`, memoised per trace (the panel and the report ask for the same list)."""
-    return memo(trace, ("ranked", target_id, kind, method, top),
-                lambda: ranked_components(trace, target_id, kind, method, top))
+    return trace.memo(("ranked", target_id, kind, method, top),
+                      lambda: ranked_components(trace, target_id, kind, method, top))

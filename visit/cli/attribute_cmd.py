@@ -11,6 +11,7 @@ from visit.attribution.ranking import KINDS, ranked_components
 from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.summary import top_predictions
+from visit.ids import head_id, neuron_id, node_id
 from visit.tokens import display_token, resolve_target
 from visit.tracer import trace
 
@@ -47,7 +48,7 @@ def format_entries(entries: list[dict]) -> str:
     for n, e in enumerate(entries, start=1):
         name = e["node"]
         if e["kind"] in ("attn_neuron", "wo_neuron"):
-            name = f"L{e['layer']}.H{e['head']}.d{e['index']}" + (f"@{e['position']}" if "position" in e else "")
+            name = node_id(e["layer"], "head_dim", e["head"], e["index"]) + (f"@{e['position']}" if "position" in e else "")
         elif e["kind"] == "attn_layer":
             name = f"L{e['layer']} attention"
         elif e["kind"] == "ffn_layer":
@@ -78,11 +79,11 @@ def format_query(tr, spec: str, which: str, top: int = 8) -> str:
         return format_attn_query(tr, *parsed[1:], top=top)
     layer, neuron = parsed[1:]
     q = query_scores(tr, layer, neuron, which=which, top=top)
-    lines = [f"query scores of L{layer}.N{neuron} ({which} subkey; pre-activation {q['pre_activation']:.3f}):",
+    lines = [f"query scores of {neuron_id(layer, neuron)} ({which} subkey; pre-activation {q['pre_activation']:.3f}):",
              "  layers:  " + ", ".join(f"{_part(e)} {e['score']:+.3f}" for e in q["layers"][:top]),
-             "  FFN neurons:  " + ", ".join(f"L{e['layer']}.N{e['index']} {e['score']:+.3f}" for e in q["ffn_neurons"]),
+             "  FFN neurons:  " + ", ".join(f"{neuron_id(e['layer'], e['index'])} {e['score']:+.3f}" for e in q["ffn_neurons"]),
              "  attention subvalues:  " + ", ".join(
-                 f"L{e['layer']}.H{e['head']}@{e['position']}({display_token(tr.tokens[e['position']])}) {e['score']:+.3f}"
+                 f"{head_id(e['layer'], e['head'])}@{e['position']}({display_token(tr.tokens[e['position']])}) {e['score']:+.3f}"
                  for e in q["attn_subvalues"])]
     return "\n".join(lines)
 
@@ -93,15 +94,15 @@ def _part(e) -> str:
 
 def format_attn_query(tr, layer: int, head: int, dim: int, top: int = 8) -> str:
     q = attn_query_scores(tr, layer, head, dim, top=top)
-    lines = [f"query scores of attention neuron L{layer}.H{head}.d{dim} (kv head {q['kv_head']}; z = {q['z']:+.4f}; "
+    lines = [f"query scores of attention neuron {node_id(layer, 'head_dim', head, dim)} (kv head {q['kv_head']}; z = {q['z']:+.4f}; "
              f"scores x sign(z), so + raises |z|; raw scores + constant {q['constant']:+.4f} = z):",
              "  layers:  " + ", ".join(f"{_part(e)} {e['score']:+.3f}" for e in q["layers"][:top]),
              "  sources:  " + ", ".join(f"{_source(tr, s)[1:]} {v:+.3f}" for s, v in enumerate(q["sources"])),
              "  FFN neurons (summed over sources; best source):  " + ", ".join(
-                 f"L{e['layer']}.N{e['index']} {e['score']:+.3f}{_source(tr, e['best_source'])}"
+                 f"{neuron_id(e['layer'], e['index'])} {e['score']:+.3f}{_source(tr, e['best_source'])}"
                  for e in q["ffn_neurons"]),
              "  heads (at the sources; best source):  " + ", ".join(
-                 f"L{e['layer']}.H{e['head']} {e['score']:+.3f}{_source(tr, e['best_source'])}"
+                 f"{head_id(e['layer'], e['head'])} {e['score']:+.3f}{_source(tr, e['best_source'])}"
                  for e in q["attn_heads"])]
     return "\n".join(lines)
 
@@ -120,7 +121,7 @@ def format_attn_query_top(tr, target_id: int, n_value: int, top: int = 20) -> st
     for n, (v, i) in enumerate(zip(vals.tolist(), idx.tolist()), start=1):
         rest, s = divmod(i, S)
         layer, index = divmod(rest, d.d_mlp)
-        lines.append(f"  {n:>4}  {f'L{layer}.N{index}':<14}{_source(tr, s)[1:]:<18}{v:>+9.4f}")
+        lines.append(f"  {n:>4}  {neuron_id(layer, index):<14}{_source(tr, s)[1:]:<18}{v:>+9.4f}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.errors import VisitError
 from visit.graph.settings import GraphSettings, parse_layers, normalise_flags
 from visit.pipeline import analyze, export_html, graph_json
+from visit.ids import spine_id
 from visit.tokens import display_token
 
 
@@ -64,13 +65,13 @@ def run(args) -> int:
     analysis = analyze(vm, args.prompt, args.target, args.position, settings)
     g, tr = analysis.graph, analysis.trace
     layers = settings.layers(vm.dims.n_layers)
-    last = g.nodes.get(f"L{layers[-1]}.resid_post", {})
+    last = g.nodes.get(spine_id(layers[-1], "resid_post"), {})
     print(f"model: {vm.name}")
     print(f"position: {tr.position} ('{display_token(tr.tokens[tr.position])}'), "
           f"target: '{display_token(analysis.target.token)}' (id {analysis.target.id})")
     print(f"layers {layers[0]}-{layers[-1]}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges")
     if last.get("label") is not None:
-        print(f"last node L{layers[-1]}.resid_post says '{display_token(last['label'])}'; "
+        print(f"last node {spine_id(layers[-1], 'resid_post')} says '{display_token(last['label'])}'; "
               f"target rank {last['target_rank']}, p={last['target_prob']:.4f}")
     for note in analysis.notes:
         print(f"note: {note}")

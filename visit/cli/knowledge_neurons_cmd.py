@@ -24,6 +24,7 @@ from visit.localization.integrated_gradients import check_steps
 from visit.localization.kn_relations import relation_study
 from visit.localization.knowledge_neurons import compare_with_causal_neuron, knowledge_neurons
 from visit.prompts import load_prompt_file
+from visit.ids import neuron_id
 from visit.tokens import display_token
 
 
@@ -66,7 +67,7 @@ def _bar(desc: str):
 
 
 def _neuron(n) -> str:
-    return f"L{n.layer}.N{n.neuron}" if hasattr(n, "layer") else f"L{n['layer']}.N{n['neuron']}"
+    return neuron_id(n.layer, n.neuron) if hasattr(n, "layer") else neuron_id(n["layer"], n["neuron"])
 
 
 def histogram_text(counts: list[int], width: int = 30) -> str:

@@ -8,6 +8,7 @@ from visit.cli.options import add_model_options, load_from_args
 from visit.errors import VisitError
 from visit.prompts import default_prompt_file, load_prompt_file
 from visit.report.analyses import write_study_html, write_study_json
+from visit.ids import neuron_id
 from visit.tokens import display_token
 
 
@@ -92,7 +93,7 @@ def format_result(name: str, res: dict) -> str:
         if len(shown) < len(res["neurons"]):
             lines.append(f"the {len(shown)} most consistent (at most 2 per layer; all of them in --json/--html):")
         for n in shown:
-            lines.append(f"  L{n['layer']}.N{n['neuron']:<6} share {n['share']:.2f}  norm {n['norm']:.2f} "
+            lines.append(f"  {neuron_id(n['layer'], n['neuron']):<{9 + len(str(n['layer']))}} share {n['share']:.2f}  norm {n['norm']:.2f} "
                          f"(layer median {n['layer_median_norm']:.2f})  entropy {n['entropy']:.2f} "
                          f"(median {n['layer_median_entropy']:.2f})  top: "
                          + ", ".join(display_token(t) for t in n["top"][:6]))

@@ -42,6 +42,7 @@ from visit.errors import VisitError
 from visit.hooks import add, run
 from visit.localization.causal_trace import causal_trace, default_noise
 from visit.localization.knowledge_neurons import knowledge_neurons
+from visit.hooks.names import hook_name
 from visit.models.weights import as_in_out
 from visit.tokens import target_from_id
 from visit.tracer import encode_prompt
@@ -116,7 +117,7 @@ def causal_neurons(vm, prompt: str, subject: str, target_id: int, top: int = 1, 
     s0, s1 = ct.subject_range
     gen = torch.Generator().manual_seed(seed)  # the same noise as the trace's corrupted runs
     eps = (torch.randn(samples, s1 - s0, vm.dims.d_model, generator=gen) * float(ct.noise)).to(vm.device)
-    name = f"blocks.{layer}.mlp.hook_post"
+    name = hook_name(layer, "mlp.hook_post")
     _, clean = run(vm, ids, read=[name])
     a_clean = clean[name][0, token].float()
     z = torch.zeros(samples, vm.dims.d_mlp, device=vm.device, requires_grad=True)

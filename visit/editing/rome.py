@@ -50,6 +50,7 @@ from visit.editing.sampling import PREFIX_STARTS, sample, start_ids
 from visit.editing.stats import DEFAULT_TOKENS, KeyStats, key_name, key_stats
 from visit.errors import VisitError
 from visit.hooks import add
+from visit.hooks.names import hook_name
 from visit.hooks.resume import captured_calls, run_blocks
 from visit.models.weights import as_in_out, bias_or_zeros
 
@@ -223,7 +224,7 @@ def _optimise_value(vm, layer: int, rows: _Rows, config: RomeConfig, progress: P
     """
     B, t, n_rw = rows.batch.ids.shape[0], rows.t, rows.n_rewrite
     positions = [c - t for c in rows.subject_cols]
-    point, resid = f"blocks.{layer}.hook_mlp_out", f"blocks.{layer}.hook_resid_post"
+    point, resid = hook_name(layer, "hook_mlp_out"), hook_name(layer, "hook_resid_post")
     n_t, width = len(rows.target), rows.batch.width
     # the columns whose next-token distributions the loss needs, relative to t
     nll_cols = torch.arange(width - n_t, width, device=vm.device) - t

@@ -43,6 +43,7 @@ import torch
 from visit.editing.sampling import CORPUS_STARTS, sample, start_ids
 from visit.errors import VisitError
 from visit.hooks import apply_fn, run
+from visit.hooks.names import hook_name
 from visit.models.loading import cache_dir
 from visit.prompts import read_user_file
 
@@ -120,7 +121,7 @@ def key_stats(vm, layer: int, corpus: str | Path | None = None, tokens: int = DE
 
 def key_name(layer: int) -> str:
     """The hook point holding layer ``layer``'s keys."""
-    return f"blocks.{layer}.mlp.hook_post"
+    return hook_name(layer, "mlp.hook_post")
 
 
 class _Accumulator:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 
-from visit.attribution.cache import memo
 from visit.attribution.logprob import FrozenLens, increase_of_vectors
 from visit.graph.nodes import GROUP_KIND
 
@@ -42,12 +41,12 @@ def node_attribution(analysis, node_ids=None) -> dict[str, float | None]:
     """``{node id: Imp or None}`` for ``node_ids`` (default: every node of ``analysis.graph``).
 
     One batched frozen-lens projection per (layer, base); memoised per trace, target and weights version
-    (:func:`visit.attribution.cache.memo`), so repeated calls cost nothing.
+    (:meth:`visit.tracer.Trace.memo`), so repeated calls cost nothing.
     """
     g = analysis.graph
     ids = list(g.nodes) if node_ids is None else [n for n in node_ids if n in g]
     target_id = analysis.target.id
-    known = memo(analysis.trace, ("node_attribution", target_id), dict)
+    known = analysis.trace.memo(("node_attribution", target_id), dict)
     # a user's group (visit.graph.groups) carries its members' summed attribution; its id is not memoised
     grouped = {n: g.nodes[n].get("attribution") for n in ids if g.nodes[n]["kind"] == GROUP_KIND}
     todo = [n for n in ids if n not in known and n not in grouped]

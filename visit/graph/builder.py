@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
-from visit.attribution.cache import memo
 from visit.graph.nodes import NORM_KINDS, SPINE_KINDS, UNPROJECTED_KINDS, location, node_id
 from visit.graph.selection import LayerSelection, circuit_selection, parse_includes, select
 from visit.graph.settings import GraphSettings
+from visit.hooks.names import hook_name
+from visit.ids import NodeId, neuron_id, spine_id
 from visit.lens import LogitLens
 from visit.models import moe
 from visit.tokens import token_string
@@ -80,26 +81,26 @@ class _Builder:
 
     # -- one block --------------------------------------------------------------------------------
     def block(self, layer: int, sel: LayerSelection, prev_post: str | None) -> str:
-        tr, pos, p = self.trace, self.trace.position, f"blocks.{layer}"
+        tr, pos = self.trace, self.trace.position
         w, d = tr.vm.weights, tr.vm.dims
         pre = self.node(layer, "resid_pre", tr.resid(layer, "pre"))
         if prev_post is not None:
             self.accumulation(prev_post, pre)
-        ln1 = self.node(layer, "ln1", tr[f"{p}.ln1.hook_out"][pos])
+        ln1 = self.node(layer, "ln1", tr[hook_name(layer, "ln1.hook_out")][pos])
         self.norm_inputs[ln1] = pre
         self.edge(pre, ln1, "norm", "structural", self.g.nodes[pre]["norm"])
-        q_all = tr[f"{p}.attn.hook_q"][pos]  # [H, dh]
-        k_all = tr[f"{p}.attn.hook_k"]  # [pos, H_kv, dh]
+        q_all = tr[hook_name(layer, "attn.hook_q")][pos]  # [H, dh]
+        k_all = tr[hook_name(layer, "attn.hook_k")]  # [pos, H_kv, dh]
         kv_of = tr.kv_head_of.tolist()
         qkv = self.node(layer, "qkv", q_all.reshape(-1))
         self.edge(ln1, qkv, "projection", "structural", self.g.nodes[ln1]["norm"])
-        concat = self.node(layer, "concat", tr[f"{p}.hook_attn_out"][pos] - w.b_O(layer))
-        pattern = tr[f"{p}.attn.hook_pattern"]
+        concat = self.node(layer, "concat", tr[hook_name(layer, "hook_attn_out")][pos] - w.b_O(layer))
+        pattern = tr[hook_name(layer, "attn.hook_pattern")]
         mems = memory_vectors(tr, layer, sel.memory)
         for h in sel.heads:
             q = self.node(layer, "query", q_all[h], head=h)
             self.edge(qkv, q, "projection", "structural", self.g.nodes[q]["norm"])
-            head = self.node(layer, "head", tr[f"{p}.attn.hook_result"][h], head=h)
+            head = self.node(layer, "head", tr[hook_name(layer, "attn.hook_result")][h], head=h)
             for s in sel.memory[h]:
                 mem_vec = mems[(h, s)]
                 alpha = float(pattern[h, pos, s])
@@ -110,8 +111,8 @@ class _Builder:
                 self.edge(mem, head, "memory", "coefficient", alpha, coefficient=alpha,
                           norm=self.g.nodes[mem]["norm"])
             self.summation(head, concat)
-        attn_out = self.node(layer, "attn_out", tr[f"{p}.hook_attn_out"][pos])
-        z = tr[f"{p}.attn.hook_z"][pos].reshape(-1)
+        attn_out = self.node(layer, "attn_out", tr[hook_name(layer, "hook_attn_out")][pos])
+        z = tr[hook_name(layer, "attn.hook_z")][pos].reshape(-1)
         if sel.wo_neurons:
             for j, vec in zip(sel.wo_neurons, tr.wo_neuron_contributions(layer, sel.wo_neurons)):
                 coeff = float(z[j])
@@ -124,14 +125,14 @@ class _Builder:
         self.summation(attn_out, mid)
         self.accumulation(pre, mid, "skip")
         ln2_in = pre if tr.vm.parallel else mid
-        ln2 = self.node(layer, "ln2", tr[f"{p}.ln2.hook_out"][pos])
+        ln2 = self.node(layer, "ln2", tr[hook_name(layer, "ln2.hook_out")][pos])
         self.norm_inputs[ln2] = ln2_in
         self.edge(ln2_in, ln2, "norm", "structural", self.g.nodes[ln2_in]["norm"])
-        mlp_out = self.node(layer, "mlp_out", tr[f"{p}.hook_mlp_out"][pos])
-        post_acts = tr[f"{p}.mlp.hook_post"][pos]
+        mlp_out = self.node(layer, "mlp_out", tr[hook_name(layer, "hook_mlp_out")][pos])
+        post_acts = tr[hook_name(layer, "mlp.hook_post")][pos]
         neurons = list(sel.neurons)
         flags = self.settings.flagged_neurons
-        experts = tr[f"{p}.mlp.hook_expert_weights"][pos] if tr.vm.adapter.moe else None  # the router's choice
+        experts = tr[hook_name(layer, "mlp.hook_expert_weights")][pos] if tr.vm.adapter.moe else None  # the router's choice
         if neurons:
             for i, vec in zip(neurons, tr.neuron_contributions(layer, neurons)):
                 coeff = float(post_acts[i])
@@ -184,12 +185,12 @@ def memory_vectors(trace, layer: int, memory: dict[int, list[int]]) -> dict[tupl
     pairs = [(h, s) for h, srcs in memory.items() for s in srcs]
     if not pairs:
         return {}
-    p, pos = f"blocks.{layer}", trace.position
+    pos = trace.position
     dev = trace.vm.device
     heads = torch.tensor([h for h, _ in pairs], device=dev)
     srcs = torch.tensor([s for _, s in pairs], device=dev)
-    alpha = trace[f"{p}.attn.hook_pattern"][heads, pos, srcs]  # [P]
-    v = trace[f"{p}.attn.hook_v"][srcs, trace.kv_head_of[heads]]  # [P, dh]
+    alpha = trace[hook_name(layer, "attn.hook_pattern")][heads, pos, srcs]  # [P]
+    v = trace[hook_name(layer, "attn.hook_v")][srcs, trace.kv_head_of[heads]]  # [P, dh]
     W_O = trace.vm.weights.W_O(layer)[heads]  # [P, dh, d_model]
     alpha = alpha / trace.post_scale(layer, "attn")[pos]  # a post-norm's frozen scale (Gemma 2/3), else 1
     out = torch.bmm((alpha.unsqueeze(-1) * v).unsqueeze(1), W_O).squeeze(1)  # [P, d_model]
@@ -206,7 +207,7 @@ def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
     b = _Builder(trace, settings, target_id)
     notes = []
     outside = sorted({i for i in settings.include if _layer_of(i) not in layers and _layer_of(i) is not None}
-                     | {f"L{l}.N{n}" for (l, n) in settings.flagged_neurons if l not in layers})
+                     | {neuron_id(l, n) for (l, n) in settings.flagged_neurons if l not in layers})
     if outside:
         notes.append(f"outside the layer range, not shown: {', '.join(outside)}")
     selection = select(trace, settings, target_id, layers, forced)
@@ -230,8 +231,8 @@ def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
 
 
 def _layer_of(nid: str) -> int | None:
-    head = str(nid).split(".", 1)[0]
-    return int(head[1:]) if head.startswith("L") and head[1:].isdigit() else None
+    node = NodeId.try_parse(nid)
+    return None if node is None else node.layer
 
 
 def _project(g: nx.DiGraph, vectors: dict, norm_inputs: dict, trace, target_id: int, k: int, lens) -> int:
@@ -253,7 +254,7 @@ def _project(g: nx.DiGraph, vectors: dict, norm_inputs: dict, trace, target_id: 
         return 0
     # a node id names the same vector in every graph of one trace: lens rows are kept per trace, target and k,
     # so re-drawing with other settings projects only nodes never projected before
-    cache = memo(trace, ("node_lens", target_id, k), dict)
+    cache = trace.memo(("node_lens", target_id, k), dict)
     missing = sorted({i for nid, i in index.items() if nid not in cache})
     if missing:
         res = lens.project(torch.stack([rows[i] for i in missing]), mode="renorm", k=k, target=target_id,
@@ -285,9 +286,9 @@ def _alias_of(g: nx.DiGraph, nid: str, vectors: dict) -> str | None:
     and with no W_O bias the heads' concatenation through W_O is the attention output."""
     a = g.nodes[nid]
     if a["kind"] == "resid_pre":
-        return f"L{a['layer'] - 1}.resid_post"
+        return spine_id(a["layer"] - 1, "resid_post") if a["layer"] > 0 else None
     if a["kind"] == "attn_out":
-        return f"L{a['layer']}.concat"
+        return spine_id(a["layer"], "concat")
     return None
 
 

@@ -34,7 +34,6 @@ them. Edges between two members of one group disappear inside the supernode.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable
 
@@ -43,13 +42,12 @@ import networkx as nx
 from visit.errors import VisitError
 from visit.graph.attribution import ADDED_TO_MID, ADDED_TO_PRE
 from visit.graph.nodes import GROUP_KIND, group_location
+from visit.ids import NodeId, is_node_id
 
 MAX_GROUPS = 32
 MAX_PINS = 256
 MAX_LABELS = 256
 MAX_TEXT = 80  # characters of a group name or a label
-NODE_ID = re.compile(r"^(?:L\d{1,4}\.[A-Za-z0-9_.]{1,40}|G\d{1,4})$")  # a node id (visit.graph.nodes) or G<n>
-GROUP_ID = re.compile(r"^G\d{1,4}$")
 ADDITIVE = ADDED_TO_PRE | ADDED_TO_MID
 
 
@@ -88,7 +86,7 @@ class Curation:
 
     def node_ids(self) -> list[str]:
         """Every graph node id it names (pins and group members; group ids left out), in order, once."""
-        ids = [p for p in self.pins if not GROUP_ID.match(p)]
+        ids = [p for p in self.pins if not is_group_id(p)]
         ids += [m for g in self.groups for m in g.members]
         return list(dict.fromkeys(ids))
 
@@ -112,10 +110,10 @@ class Curation:
             if not isinstance(g, dict):
                 raise VisitError("a group must be an object with id, name and members")
             gid = check_id(g.get("id"))
-            if not GROUP_ID.match(gid):
+            if not is_group_id(gid):
                 raise VisitError(f"a group id must look like G1, not {gid!r}")
             members = tuple(dict.fromkeys(check_id(m) for m in _list(g.get("members"), "members")))
-            if any(GROUP_ID.match(m) for m in members):
+            if any(is_group_id(m) for m in members):
                 raise VisitError("a group cannot hold another group")
             groups.append(Group(gid, check_text(g.get("name", ""), "a group name"), members))
         if len({g.id for g in groups}) != len(groups):
@@ -139,10 +137,16 @@ def _list(value, what: str) -> list:
     return list(value)
 
 
+def is_group_id(text) -> bool:
+    """Whether ``text`` is a group's id (``G2``)."""
+    node = NodeId.try_parse(text)
+    return node is not None and node.kind == GROUP_KIND
+
+
 def check_id(value) -> str:
     """A node id (``L5.H3``, ``L7.resid_post``, ...) or a group id (``G2``); anything else raises."""
     text = str(value if value is not None else "").strip()
-    if not NODE_ID.match(text):
+    if not is_node_id(text):
         shown = text if len(text) <= 40 else text[:39] + "…"
         raise VisitError(f"{shown!r} is not a node id like L5.H3 or a group id like G1")
     return text
@@ -179,7 +183,7 @@ def group_pins(c: Curation, name: str = "", members: Iterable[str] | None = None
     """A new group of ``members`` (default: the pinned nodes that are not groups), named ``name`` (default
     ``"group N"``). The members leave the pins and any other group; the group is pinned in their place."""
     members = tuple(dict.fromkeys(check_id(m) for m in (c.pins if members is None else members)
-                                  if not GROUP_ID.match(str(m))))
+                                  if not is_group_id(str(m))))
     if len(members) < 2:
         raise VisitError("pin at least two nodes (Ctrl/Cmd-click) to group them")
     used = {int(g.id[1:]) for g in c.groups}
@@ -187,7 +191,7 @@ def group_pins(c: Curation, name: str = "", members: Iterable[str] | None = None
     name = check_text(name, "a group name") or f"group {gid[1:]}"
     kept = tuple(replace(g, members=tuple(m for m in g.members if m not in members)) for g in c.groups)
     kept = tuple(g for g in kept if g.members)
-    pins = tuple(p for p in c.pins if p not in members and (not GROUP_ID.match(p) or any(g.id == p for g in kept)))
+    pins = tuple(p for p in c.pins if p not in members and (not is_group_id(p) or any(g.id == p for g in kept)))
     out = replace(c, groups=kept + (Group(gid, name, members),), pins=pins + (gid,))
     check_caps(out)
     return out

@@ -2,42 +2,36 @@
 
 from __future__ import annotations
 
+from visit.ids import COMPONENT_KINDS, GRAPH_KINDS, GROUP_KIND, NodeId
 from visit.tokens import display_token
 
-# kinds in computation order within a block
-KINDS = ("resid_pre", "ln1", "qkv", "query", "key", "memory", "head", "concat", "wo_neuron", "attn_out",
-         "resid_mid", "ln2", "neuron", "mlp_out", "resid_post")
-GROUP_KIND = "group"  # a user's group of nodes drawn as one (visit.graph.groups)
+# kinds in computation order within a block (visit.ids.COMPONENT_KINDS holds one record per kind)
+KINDS = GRAPH_KINDS
 DRAWN_KINDS = KINDS + (GROUP_KIND,)  # what a drawn graph may hold, in legend order
-SPINE_KINDS = frozenset({"resid_pre", "ln1", "qkv", "concat", "attn_out", "resid_mid", "ln2", "mlp_out", "resid_post"})
+SPINE_KINDS = frozenset(k for k in KINDS if COMPONENT_KINDS[k].spine)
 NORM_KINDS = frozenset({"ln1", "ln2"})
 # kinds whose vector lives in d_head space (queries and keys): no vocabulary projection
-UNPROJECTED_KINDS = frozenset({"qkv", "query", "key"})
+UNPROJECTED_KINDS = frozenset(k for k in KINDS if not COMPONENT_KINDS[k].projected)
 
-LOCATION = {
-    "resid_pre": "attn-input", "ln1": "attn-ln", "qkv": "attn-qkv", "query": "attn-query",
-    "key": "attn-key", "memory": "attn-memory", "head": "attn-head", "concat": "attn-heads-concat",
-    "wo_neuron": "attn-W_O-neuron", "attn_out": "attn-output", "resid_mid": "mlp-input",
-    "ln2": "mlp-ln", "neuron": "mlp-neuron", "mlp_out": "mlp-output", "resid_post": "block-output",
-}
+LOCATION = {k: COMPONENT_KINDS[k].location for k in KINDS}
 
 
 def node_id(layer: int, kind: str, head: int | None = None, index: int | None = None) -> str:
-    if kind in SPINE_KINDS:
-        return f"L{layer}.{kind}"
-    if kind == "head":
-        return f"L{layer}.H{head}"
-    if kind == "query":
-        return f"L{layer}.H{head}.q"
-    if kind == "key":
-        return f"L{layer}.H{head}.key{index}"
-    if kind == "memory":
-        return f"L{layer}.H{head}.mem{index}"
-    if kind == "wo_neuron":
-        return f"L{layer}.WO{index}"
-    if kind == "neuron":
-        return f"L{layer}.N{index}"
-    raise ValueError(f"unknown node kind {kind}")
+    """The id of a graph node (:class:`visit.ids.NodeId`); ``index`` is the neuron, or the source position of
+    a key or memory value."""
+    fields = COMPONENT_KINDS[kind].fields if kind in COMPONENT_KINDS else ()
+    given = {"head": head, "source" if kind in ("key", "memory") else "index": index}
+    return str(NodeId(layer, kind, **{k: v for k, v in given.items() if k in fields}))
+
+
+def node_of(attrs: dict) -> NodeId:
+    """The :class:`visit.ids.NodeId` of a graph node from its attributes."""
+    kind = attrs["kind"]
+    if kind in ("key", "memory"):
+        return NodeId(attrs["layer"], kind, attrs["head"], source=attrs["source"])
+    if kind in ("neuron", "wo_neuron"):
+        return NodeId(attrs["layer"], kind, index=attrs["neuron"])
+    return NodeId(attrs["layer"], kind, attrs["head"] if kind in ("query", "head") else None)
 
 
 def location(attrs: dict) -> str:
@@ -45,15 +39,11 @@ def location(attrs: dict) -> str:
     kind = attrs["kind"]
     if kind == GROUP_KIND:
         return group_location(attrs)
-    text = f"{attrs['layer']}) {LOCATION[kind]}"
-    if kind in ("query", "head"):
-        text += f" h{attrs['head']}"
-    elif kind in ("key", "memory"):
-        text += f" h{attrs['head']} <- '{display_token(attrs['source_token'])}'@{attrs['source']}"
-    elif kind == "wo_neuron":
-        text += f" {attrs['neuron']} (h{attrs['head']})"
-    elif kind == "neuron":
-        text += f" {attrs['neuron']}"
+    token = attrs.get("source_token")
+    text = f"{attrs['layer']}) {LOCATION[kind]}" + COMPONENT_KINDS[kind].detail.format(
+        head=attrs.get("head"), source=attrs.get("source"), neuron=attrs.get("neuron"),
+        token=None if token is None else display_token(token))
+    if kind == "neuron":
         if attrs.get("expert_neuron") is not None:  # a mixture of experts: which expert, and its router weight
             expert = attrs.get("expert")
             text += (f" (shared expert, #{attrs['expert_neuron']})" if expert is None else

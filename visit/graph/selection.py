@@ -8,19 +8,18 @@ By attribution: heads and MLP neurons by the exact log-probability increase of t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import torch
 
 from visit.attribution import ffn_neuron_logprob_increase, head_logprob_increase, layer_logprob_increase
-from visit.attribution.cache import memo
 from visit.errors import VisitError
 from visit.graph.circuit import circuit, kept_share
 from visit.graph.settings import GraphSettings
+from visit.hooks.names import hook_name
+from visit.ids import NodeId
 
-_INCLUDE = re.compile(r"^L(\d+)\.(?:H(\d+)(?:\.(?:mem|key)(\d+)|\.q)?|N(\d+)|WO(\d+))$")
-_SPINE = re.compile(r"^L(\d+)\.(resid_pre|ln1|qkv|concat|attn_out|resid_mid|ln2|mlp_out|resid_post)$")
+INCLUDABLE = ("head", "query", "key", "memory", "neuron", "wo_neuron")  # spine nodes are always drawn
 
 
 @dataclass
@@ -45,13 +44,14 @@ def parse_includes(ids, trace) -> Forced:
     forced = Forced()
     for node_id in ids:
         node_id = str(node_id).strip()
-        if _SPINE.match(node_id):
+        node = NodeId.try_parse(node_id)
+        if node is not None and node.spec.spine:
             continue
-        m = _INCLUDE.match(node_id)
-        if not m:
+        if node is None or node.kind not in INCLUDABLE or node.source is not None and node.kind == "neuron":
             raise VisitError(f"cannot include {node_id!r}: not a node id like L5.H3, L5.H3.mem2, L5.N123 or L5.WO17")
-        layer = int(m.group(1))
-        head, src, neuron, wo = (None if g is None else int(g) for g in m.group(2, 3, 4, 5))
+        layer, head, src = node.layer, node.head, node.source
+        neuron = node.index if node.kind == "neuron" else None
+        wo = node.index if node.kind == "wo_neuron" else None
         _check(layer < d.n_layers, node_id, f"the model has {d.n_layers} layers")
         if head is not None:
             _check(head < d.n_heads, node_id, f"the model has {d.n_heads} heads")
@@ -76,14 +76,14 @@ def _check(ok: bool, node_id: str, why: str) -> None:
 def attribution_scores(trace, target_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``([n_layers, n_heads], [n_layers, d_mlp])`` exact log-prob increases, from :mod:`visit.attribution`
     (memoised per trace: re-drawing with other knobs costs nothing)."""
-    heads = memo(trace, ("head_contract", target_id), lambda: head_logprob_increase(trace, target_id))
+    heads = trace.memo(("head_contract", target_id), lambda: head_logprob_increase(trace, target_id))
     return heads, ffn_neuron_logprob_increase(trace, target_id)
 
 
 def circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
     """``({layer: [heads]}, {layer: [neurons]}, kept share)``: the circuit of :mod:`visit.graph.circuit`."""
-    return memo(trace, ("circuit", target_id, layers.start, layers.stop, float(share)),
-                lambda: _circuit_selection(trace, target_id, layers, share))
+    return trace.memo(("circuit", target_id, layers.start, layers.stop, float(share)),
+                      lambda: _circuit_selection(trace, target_id, layers, share))
 
 
 def _circuit_selection(trace, target_id: int, layers: range, share: float) -> tuple[dict, dict, float]:
@@ -123,9 +123,8 @@ def select(trace, settings: GraphSettings, target_id: int, layers: range, forced
     flagged = settings.flagged_neurons
     out = {}
     for layer in layers:
-        p = f"blocks.{layer}"
         head_rank = (head_scores[layer].to(torch.float32).cpu() if head_scores is not None
-                     else trace[f"{p}.attn.hook_result"].norm(dim=-1).cpu())
+                     else trace[hook_name(layer, "attn.hook_result")].norm(dim=-1).cpu())
         heads = head_rank.argsort(descending=True).tolist()
         if circuit_heads is not None:
             keep = set(circuit_heads.get(layer, [])) | {h for (l, h) in forced.heads if l == layer}
@@ -133,17 +132,17 @@ def select(trace, settings: GraphSettings, target_id: int, layers: range, forced
         elif settings.heads_per_layer is not None:
             keep = set(heads[:settings.heads_per_layer]) | {h for (l, h) in forced.heads if l == layer}
             heads = [h for h in heads if h in keep]
-        pattern = trace[f"{p}.attn.hook_pattern"][:, pos, :pos + 1].cpu()  # [H, src]
+        pattern = trace[hook_name(layer, "attn.hook_pattern")][:, pos, :pos + 1].cpu()  # [H, src]
         memory = {}
         for h in heads:
             srcs = _top(pattern[h], settings.memory_per_head)
             srcs += [s for (l, hh, s) in sorted(forced.memory) if l == layer and hh == h and s not in srcs]
             memory[h] = srcs
-        z = trace[f"{p}.attn.hook_z"][pos].reshape(-1).cpu()
+        z = trace[hook_name(layer, "attn.hook_z")][pos].reshape(-1).cpu()
         wo = _top(z.abs(), settings.wo_neurons)
         wo += [j for (l, j) in sorted(forced.wo) if l == layer and j not in wo]
         coeff = (neuron_scores[layer].to(torch.float32).cpu() if neuron_scores is not None
-                 else trace[f"{p}.mlp.hook_post"][pos].cpu())
+                 else trace[hook_name(layer, "mlp.hook_post")][pos].cpu())
         neurons: dict[int, str] = {}
         if circuit_neurons is not None:
             for i in circuit_neurons.get(layer, []):

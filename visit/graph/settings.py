@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 
 from visit.errors import VisitError
+from visit.ids import NodeId, neuron_id
 
 PRUNE_BY = ("activation", "attribution", "circuit")
 _INT_FIELDS = ("layer_start", "layer_end", "heads_per_layer", "memory_per_head", "wo_neurons", "mlp_top",
@@ -85,11 +86,8 @@ class GraphSettings:
         """Plain JSON-able data (flagged neurons as ``"L{layer}.N{neuron}" -> label``)."""
         data = asdict(self)
         data["include"], data["highlight"] = list(self.include), list(self.highlight)
-        data["flagged_neurons"] = {f"L{l}.N{n}": label for (l, n), label in normalise_flags(self.flagged_neurons).items()}
+        data["flagged_neurons"] = {neuron_id(l, n): label for (l, n), label in normalise_flags(self.flagged_neurons).items()}
         return data
-
-
-_NEURON_ID = re.compile(r"^L(\d+)\.N(\d+)$")
 
 
 def normalise_flags(flags) -> dict[tuple[int, int], str]:
@@ -97,10 +95,14 @@ def normalise_flags(flags) -> dict[tuple[int, int], str]:
     out: dict[tuple[int, int], str] = {}
     for key, label in dict(flags or {}).items():
         if isinstance(key, str):
-            m = _NEURON_ID.match(key.strip()) or re.match(r"^\s*(\d+)\s*[,:]\s*(\d+)\s*$", key)
-            if not m:
+            node = NodeId.try_parse(key)
+            m = re.match(r"^\s*(\d+)\s*[,:]\s*(\d+)\s*$", key)
+            if node is not None and node.kind == "neuron" and node.source is None:
+                key = (node.layer, node.index)
+            elif m:
+                key = (int(m.group(1)), int(m.group(2)))
+            else:
                 raise VisitError(f"flagged neuron {key!r} is not 'L<layer>.N<neuron>' or '<layer>,<neuron>'")
-            key = (int(m.group(1)), int(m.group(2)))
         try:
             layer, neuron = (int(v) for v in key)
         except (TypeError, ValueError):

@@ -31,32 +31,26 @@ from visit.attribution.logprob import FrozenLens, increase_of_vectors
 from visit.editing.batch import left_padded, pad_id
 from visit.errors import VisitError
 from visit.graph.attribution import base_of, node_attribution
+from visit.graph.nodes import KINDS, node_of
 from visit.hooks import Intervention, run
+from visit.ids import COMPONENT_KINDS
 from visit.models.overlay import weights_of
 from visit.prompts import default_prompt_file, load_prompt_file
 from visit.tracer import encode_prompt
 
-VERIFIABLE = ("head", "wo_neuron", "neuron", "attn_out", "mlp_out")
+VERIFIABLE = tuple(k for k in KINDS if COMPONENT_KINDS[k].ablate == "zero")  # heads, W_O and MLP neurons, outputs
 MODES = ("zero", "mean")
 MEAN_PROMPTS = 24  # prompts of the shipped set the means are taken over
 
 
 def _site(vm, attrs: dict) -> tuple[str, tuple]:
-    """``(hook name, feature index)`` of the value a node stands for."""
-    layer, kind = attrs["layer"], attrs["kind"]
-    if kind == "head":
-        return f"blocks.{layer}.attn.hook_z", (attrs["head"],)
-    if kind == "wo_neuron":
-        d_head = vm.dims.d_head
-        return f"blocks.{layer}.attn.hook_z", (attrs["neuron"] // d_head, attrs["neuron"] % d_head)
-    if kind == "neuron":
-        return f"blocks.{layer}.mlp.hook_post", (attrs["neuron"],)
-    if kind == "attn_out":
-        return f"blocks.{layer}.hook_attn_out", ()
-    if kind == "mlp_out":
-        return f"blocks.{layer}.hook_mlp_out", ()
-    raise VisitError(f"cannot verify a {kind} node: verify works on heads, W_O neurons, MLP neurons and "
-                     f"attention / MLP outputs")
+    """``(hook name, feature index)`` of the value a node stands for (its kind's record in :mod:`visit.ids`)."""
+    kind = attrs["kind"]
+    if kind not in VERIFIABLE:
+        raise VisitError(f"cannot verify a {kind} node: verify works on heads, W_O neurons, MLP neurons and "
+                         f"attention / MLP outputs")
+    node = node_of(attrs)
+    return node.hook_name, node.features(vm.dims.d_head)
 
 
 def prompt_set_means(vm, names: list[str], limit: int = MEAN_PROMPTS) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """The hook layer: one way to read and write every named value of a forward pass (TransformerLens names).
 
+- :mod:`visit.hooks.names` -- :func:`hook_name`: the one function that spells ``blocks.{l}.{suffix}``;
 - :mod:`visit.hooks.points` -- where each name lives in a Hugging Face model (derived from the adapter);
 - :mod:`visit.hooks.interventions` -- :class:`Intervention`: replace / add / scale / zero / fn at rows, positions,
   feature indices;
@@ -11,10 +12,11 @@
 Tracing, ablation, causal tracing, knowledge neurons, verification and editing all go through this package.
 """
 
+from visit.hooks.names import block_name, hook_name, parse_hook_name
 from visit.hooks.interventions import Intervention, add, apply_fn, replace, scale, zero
 from visit.hooks.params import weights_changed
 from visit.hooks.points import HookPoint, hook_point, known_names
 from visit.hooks.runner import Hooked, hooked, run
 
 __all__ = ["Intervention", "add", "apply_fn", "replace", "scale", "zero", "weights_changed", "HookPoint",
-           "hook_point", "known_names", "Hooked", "hooked", "run"]
+           "hook_point", "known_names", "Hooked", "hooked", "run", "hook_name", "block_name", "parse_hook_name"]

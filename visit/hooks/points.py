@@ -55,7 +55,6 @@ chosen) and writing it changes the block's output by ``(new - old) @ W_out``; th
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -63,10 +62,9 @@ import torch
 from torch import nn
 
 from visit.errors import VisitError
+from visit.hooks.names import hook_name, parse_hook_name
 from visit.models import moe
 from visit.models.weights import get_module
-
-_LAYER_NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 # per-layer suffix -> (adapter field or "" for the block itself, side, view)
 _LAYER_POINTS: dict[str, tuple[str, str, str]] = {
@@ -133,8 +131,7 @@ class HookPoint:
 
 def parse(name: str) -> tuple[int | None, str]:
     """``"blocks.3.mlp.hook_post"`` -> ``(3, "mlp.hook_post")``; model-level names -> ``(None, name)``."""
-    m = _LAYER_NAME.match(name)
-    return (int(m.group(1)), m.group(2)) if m else (None, name)
+    return parse_hook_name(name)
 
 
 def hook_point(vm, name: str) -> HookPoint:
@@ -190,7 +187,7 @@ def known_names(n_layers: int, adapter=None) -> list[str]:
     if adapter is not None:
         suffixes += [s for s, (field, _, _) in _POST_NORM_POINTS.items() if getattr(adapter, field)]
         suffixes += [s for s in moe.VIEWS if s not in _LAYER_POINTS and adapter.moe is not None]
-    return list(_MODEL_POINTS) + [f"blocks.{l}.{s}" for l in range(n_layers) for s in suffixes]
+    return list(_MODEL_POINTS) + [hook_name(l, s) for l in range(n_layers) for s in suffixes]
 
 
 def module_of(vm, point: HookPoint) -> nn.Module:

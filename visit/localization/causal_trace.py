@@ -40,6 +40,7 @@ import torch
 
 from visit.errors import VisitError
 from visit.hooks import Intervention, add, replace, run
+from visit.hooks.names import hook_name
 from visit.hooks.resume import Join, record, resume
 from visit.localization.subject import find_subject
 from visit.prompts import default_prompt_file, load_prompt_file
@@ -154,7 +155,7 @@ def causal_trace(vm, prompt: str, subject: str, target: str | int | None = None,
     L, T, d = vm.dims.n_layers, len(ids), vm.dims.d_model
     gen = torch.Generator().manual_seed(seed)
     eps = (torch.randn(samples, s1 - s0, d, generator=gen) * noise).to(vm.device)
-    reads = [f"blocks.{l}.{p}" for l in range(L) for p in ("hook_resid_pre", *_POINT.values())]
+    reads = [hook_name(l, p) for l in range(L) for p in ("hook_resid_pre", *_POINT.values())]
     # the lock is taken per pass, so other sessions' requests interleave; this thread's weights (its session's
     # edits: visit.models.overlay) are the same at every acquisition, so the recorded prefixes stay valid
     with torch.no_grad():
@@ -212,17 +213,17 @@ def _run_cells(vm, clean, corrupt, t: int, cells: list[tuple[str, int]], samples
     for kind, layer in cells:
         start = _first_layer(kind, layer, window, L)
         if kind == "hidden":
-            base = corrupt.read[f"blocks.{layer}.hook_resid_post"][:, t:].clone()
-            base[:, 0] = clean.read[f"blocks.{layer}.hook_resid_post"][0, t]
+            base = corrupt.read[hook_name(layer, "hook_resid_post")][:, t:].clone()
+            base[:, 0] = clean.read[hook_name(layer, "hook_resid_post")][0, t]
         else:
-            base = (corrupt.read[f"blocks.{start}.hook_resid_pre"][:, t:] if start < L
+            base = (corrupt.read[hook_name(start, "hook_resid_pre")][:, t:] if start < L
                     else corrupt.read["ln_final.hook_in"][:, t:])
             rows = range(len(joins), len(joins) + samples)
             for k in window_of(layer, window, L):
                 restore.setdefault((_POINT[kind], k), []).extend(rows)
         joins.extend(Join(start, base[s], source=s) for s in range(samples))
     writes: list[Intervention] = [
-        replace(f"blocks.{k}.{point}", clean.read[f"blocks.{k}.{point}"][0, t], rows=rows, positions=0)
+        replace(hook_name(k, point), clean.read[hook_name(k, point)][0, t], rows=rows, positions=0)
         for (point, k), rows in restore.items()
     ]
     logits, _ = resume(vm, corrupt, t, joins, write=writes)
@@ -241,8 +242,7 @@ def naive_cell(vm, prompt: str, subject_range: tuple[int, int], noise: torch.Ten
     copy = lambda sel: sel[:1].expand_as(sel)  # noqa: E731 - row 0 (clean) into every row
     layers = [layer] if kind == "hidden" else list(window_of(layer, window, vm.dims.n_layers))
     writes = [add("hook_embed", noise.to(vm.model.dtype), rows=list(range(1, n + 1)), positions=list(range(s0, s1)))]
-    writes += [Intervention(f"blocks.{k}.{_POINT[kind]}", "fn", copy, positions=token) for k in layers]
-
+    writes += [Intervention(hook_name(k, _POINT[kind]), "fn", copy, positions=token) for k in layers]
     logits, _ = run(vm, ids.expand(n + 1, -1), write=writes)
     return float(logits[1:, -1].float().softmax(-1)[:, target_id].mean())
 

@@ -37,6 +37,7 @@ import torch
 
 from visit import hooks, limits
 from visit.errors import VisitError
+from visit.hooks.names import hook_name
 from visit.hooks.resume import Join, record, resume
 from visit.tracer import encode_prompt, resolve_position
 
@@ -110,7 +111,7 @@ def integrated_gradients(vm, prompt: str, target_id: int, steps: int = 20, layer
 
 
 def _clean_reads(vm, ids: torch.Tensor, layers: list[int], extra: Sequence[str] = ()) -> dict:
-    names = [f"blocks.{l}.mlp.hook_post" for l in layers] + list(extra)
+    names = [hook_name(l, "mlp.hook_post") for l in layers] + list(extra)
     _, rec = hooks.run(vm, ids, read=names)
     return rec.values
 
@@ -120,7 +121,7 @@ def _full(vm, ids, p, target_id, steps, layers, out, progress) -> None:
     a = alphas(steps).to(vm.device)
     batch = ids.reshape(1, -1).expand(steps, -1)
     for n, layer in enumerate(layers):
-        name = f"blocks.{layer}.mlp.hook_post"
+        name = hook_name(layer, "mlp.hook_post")
         act = clean[name][0, p]  # [d_mlp]
         scaled = (a.to(act.dtype)[:, None] * act[None]).unsqueeze(1).requires_grad_(True)  # [m, 1, d_mlp]
         with vm.lock:
@@ -147,7 +148,7 @@ def _passes(layers: list[int], steps: int, rows: int) -> list[list[tuple[int, in
 
 
 def _resumed(vm, ids, p, target_id, steps, layers, out, progress, rows) -> None:
-    names = [f"blocks.{l}.hook_resid_pre" for l in layers] + [f"blocks.{l}.mlp.hook_post" for l in layers]
+    names = [hook_name(l, "hook_resid_pre") for l in layers] + [hook_name(l, "mlp.hook_post") for l in layers]
     with torch.no_grad(), vm.lock:
         rec = record(vm, ids, read=names)
     a = alphas(steps).to(vm.device)
@@ -156,12 +157,12 @@ def _resumed(vm, ids, p, target_id, steps, layers, out, progress, rows) -> None:
     for n, units in enumerate(passes):
         joins, writes, leaves = [], [], []
         for layer, k0, k1 in units:
-            act = rec.read[f"blocks.{layer}.mlp.hook_post"][0, p]  # [d_mlp]
-            hidden = rec.read[f"blocks.{layer}.hook_resid_pre"][0, p:p + 1]  # [1, d_model]
+            act = rec.read[hook_name(layer, "mlp.hook_post")][0, p]  # [d_mlp]
+            hidden = rec.read[hook_name(layer, "hook_resid_pre")][0, p:p + 1]  # [1, d_model]
             first = len(joins)
             joins += [Join(layer, hidden)] * (k1 - k0)
             leaf = (a[k0:k1].to(act.dtype)[:, None] * act[None]).unsqueeze(1).requires_grad_(True)  # [k, 1, d_mlp]
-            writes.append(hooks.replace(f"blocks.{layer}.mlp.hook_post", leaf,
+            writes.append(hooks.replace(hook_name(layer, "mlp.hook_post"), leaf,
                                         rows=list(range(first, len(joins))), positions=[0]))
             leaves.append(leaf)
         with torch.enable_grad(), vm.lock:
@@ -172,7 +173,7 @@ def _resumed(vm, ids, p, target_id, steps, layers, out, progress, rows) -> None:
         if progress is not None:
             progress(n + 1, len(passes), f"layers {units[0][0]}-{units[-1][0]}")
     for layer in layers:
-        act = rec.read[f"blocks.{layer}.mlp.hook_post"][0, p].float()
+        act = rec.read[hook_name(layer, "mlp.hook_post")][0, p].float()
         out[layer] = (act * grads[layer] / steps).cpu()
 
 
@@ -180,6 +181,6 @@ def layer_zeroed_prob(vm, prompt: str, target_id: int, layer: int, position: int
     """``(P(full), P(layer's neurons zeroed at p))``: what a layer's attributions add up to as ``m`` grows."""
     ids, p = encode(vm, prompt, position)
     batch = ids.reshape(1, -1).expand(2, -1)
-    logits, _ = hooks.run(vm, batch, write=[hooks.zero(f"blocks.{layer}.mlp.hook_post", rows=[1], positions=[p])])
+    logits, _ = hooks.run(vm, batch, write=[hooks.zero(hook_name(layer, "mlp.hook_post"), rows=[1], positions=[p])])
     probs = _prob(logits[:, p], int(target_id))
     return float(probs[0]), float(probs[1])

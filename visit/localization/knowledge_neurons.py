@@ -37,6 +37,8 @@ from visit import hooks
 from visit.attribution import ffn_neuron_logprob_increase
 from visit.errors import VisitError
 from visit.lens import LogitLens
+from visit.hooks.names import hook_name
+from visit.ids import neuron_id
 from visit.localization.integrated_gradients import Progress, check_steps, encode, integrated_gradients
 from visit.prompts import default_prompt_file, load_prompt_file
 from visit.tokens import Target, display_token, resolve_target, target_from_id, token_string
@@ -61,8 +63,8 @@ class NeuronScore:
 
     @property
     def node(self) -> str:
-        """The flow graph's node id of this neuron (:func:`visit.graph.nodes.node_id`)."""
-        return f"L{self.layer}.N{self.neuron}"
+        """The flow graph's node id of this neuron (:class:`visit.ids.NodeId`)."""
+        return neuron_id(self.layer, self.neuron)
 
     def as_dict(self) -> dict:
         return {"layer": self.layer, "neuron": self.neuron, "score": self.score}
@@ -200,7 +202,7 @@ def manipulation_writes(neurons: Sequence[NeuronScore], factor: float, position:
     for n in neurons:
         by_layer.setdefault(n.layer, []).append(n.neuron)
     rows = None if row is None else [row]
-    return [hooks.scale(f"blocks.{l}.mlp.hook_post", float(factor), rows=rows, positions=[position], index=(idx,))
+    return [hooks.scale(hook_name(l, "mlp.hook_post"), float(factor), rows=rows, positions=[position], index=(idx,))
             for l, idx in sorted(by_layer.items())]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from visit.ids import head_id, neuron_id
 from visit.tokens import display_token
 
 KIND_COLORS = {"ln1": "#1f77b4", "ln2": "#ff7f0e", "final": "#2ca02c"}
@@ -113,7 +114,7 @@ def alignment_trace_figure(res) -> go.Figure:
     L, H = res.head_norms.shape
     fig = make_subplots(rows=3, cols=1, vertical_spacing=0.12, subplot_titles=(  # stacked: narrow panels
         f"sim_{res.k}(head, attention output)", "mean over heads", "memory values vs their head"))
-    hover = [[f"L{l}.H{h}<br>norm {float(res.head_norms[l, h]):.3g}" for h in range(H)] for l in range(L)]
+    hover = [[f"{head_id(l, h)}<br>norm {float(res.head_norms[l, h]):.3g}" for h in range(H)] for l in range(L)]
     fig.add_trace(go.Heatmap(z=res.heads_vs["attn"].T.tolist(), x=list(range(L)), y=list(range(H)),
                              colorscale="Viridis", zmin=0, zmax=1, text=[list(r) for r in zip(*hover)],
                              hoverinfo="text+z", showscale=False), 1, 1)
@@ -277,7 +278,7 @@ def regularization_study_figures(res: dict) -> list[tuple[str, go.Figure | None,
     if not neurons:
         return out
     fig = go.Figure()
-    labels = [f"L{n['layer']}.N{n['neuron']}" for n in neurons]
+    labels = [neuron_id(n["layer"], n["neuron"]) for n in neurons]
     fig.add_trace(go.Scatter(
         x=[n["norm"] for n in neurons], y=[n["entropy"] for n in neurons], mode="markers",
         marker=dict(color=[n["share"] for n in neurons], colorscale="Viridis", cmin=0.5, cmax=1,
@@ -299,7 +300,7 @@ def regularization_study_figures(res: dict) -> list[tuple[str, go.Figure | None,
     fig.update_yaxes(title_text="weight")
     out.append(("Weights of the value vectors of the most consistent neurons (Fig. 9)",
                 _layout(fig, "Outlier weights"), None))
-    rows = [[f"L{n['layer']}.N{n['neuron']}", n["share"], n["mean_coefficient"] if "mean_coefficient" in n else "",
+    rows = [[neuron_id(n["layer"], n["neuron"]), n["share"], n["mean_coefficient"] if "mean_coefficient" in n else "",
              n["norm"], n["layer_median_norm"], n["entropy"], n["layer_median_entropy"],
              ", ".join(display_token(t) for t in n["top"][:8]),
              ", ".join(f"{o['dim']}: {o['weight']:.3g}" for o in n["outliers"][:5])] for n in neurons]

@@ -11,6 +11,7 @@ from html import escape
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from visit.ids import head_id, neuron_id, node_id, spine_id
 from visit.tokens import display_token
 
 ATTN_COLOR = "#1f77b4"
@@ -28,10 +29,10 @@ def layer_bars(layer_scores: dict, title: str = "Log-probability increase per la
     layers = list(range(len(attn)))
     fig = go.Figure([
         go.Bar(x=layers, y=attn, name="attention", marker_color=ATTN_COLOR,
-               customdata=[f"L{l}.attn_out" for l in layers],
+               customdata=[spine_id(l, "attn_out") for l in layers],
                hovertemplate="layer %{x} attention<br>Δ log p = %{y:.4f}<extra></extra>"),
         go.Bar(x=layers, y=ffn, name="FFN", marker_color=FFN_COLOR,
-               customdata=[f"L{l}.mlp_out" for l in layers],
+               customdata=[spine_id(l, "mlp_out") for l in layers],
                hovertemplate="layer %{x} FFN<br>Δ log p = %{y:.4f}<extra></extra>"),
     ])
     fig.update_layout(title=title, barmode="group", xaxis_title="layer", yaxis_title="Δ log p(target)",
@@ -43,7 +44,7 @@ def head_heatmap(head_scores, title: str = "Log-probability increase per head") 
     """Layer x head heatmap of ``[n_layers, n_heads]`` scores, diverging around zero."""
     z = [[float(v) for v in row] for row in head_scores]
     n_layers, n_heads = len(z), len(z[0]) if z else 0
-    ids = [[f"L{l}.H{h}" for h in range(n_heads)] for l in range(n_layers)]
+    ids = [[head_id(l, h) for h in range(n_heads)] for l in range(n_layers)]
     fig = go.Figure(go.Heatmap(z=z, x=list(range(n_heads)), y=list(range(n_layers)), customdata=ids,
                                colorscale="RdBu", zmid=0, colorbar=dict(title="Δ log p"),
                                hovertemplate="layer %{y} head %{x}<br>Δ log p = %{z:.4f}<extra></extra>"))
@@ -77,11 +78,11 @@ def contrast_figure(c: dict, target_token: str, competitor_token: str) -> go.Fig
 
 def component_name(e: dict) -> str:
     if e["kind"] == "ffn_neuron":
-        return f"L{e['layer']}.N{e['index']}"
+        return neuron_id(e["layer"], e["index"])
     if e["kind"] in ("attn_neuron", "wo_neuron"):
-        return f"L{e['layer']}.H{e['head']}.d{e['index']}" + (f" @{e['position']}" if "position" in e else "")
+        return node_id(e["layer"], "head_dim", e["head"], e["index"]) + (f" @{e['position']}" if "position" in e else "")
     if e["kind"] == "head":
-        return f"L{e['layer']}.H{e['head']}"
+        return head_id(e["layer"], e["head"])
     return f"L{e['layer']} " + ("attention" if e["kind"] == "attn_layer" else "FFN")
 
 

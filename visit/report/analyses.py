@@ -12,18 +12,19 @@ import json
 from pathlib import Path
 
 from visit.analyses.alignment import attention_alignment
-from visit.analyses.cache import per_trace
 from visit.analyses.ln_filter import layer_norm_filter
+from visit.hooks.names import hook_name
+from visit.ids import neuron_id
 from visit.render import analyses as figures
 from visit.report.page import ReportSection
 
 
 def trace_ln_filter(trace, target_id):
-    return per_trace(trace, ("ln_filter", target_id), lambda: layer_norm_filter(trace, target_id))
+    return trace.memo(("ln_filter", target_id), lambda: layer_norm_filter(trace, target_id))
 
 
 def trace_alignment(trace):
-    return per_trace(trace, "alignment", lambda: attention_alignment(trace))
+    return trace.memo("alignment", lambda: attention_alignment(trace))
 
 
 def report_sections(analysis) -> list:
@@ -48,11 +49,11 @@ def flagged_neurons_table(trace, flagged: dict) -> str:
     for (layer, neuron), label in sorted(flagged.items()):
         if not 0 <= layer < trace.n_layers:
             continue
-        coeff = trace[f"blocks.{layer}.mlp.hook_post"][trace.position]
+        coeff = trace[hook_name(layer, "mlp.hook_post")][trace.position]
         if not 0 <= neuron < coeff.shape[0]:
             continue
         rank = int((coeff.abs() > coeff[neuron].abs()).sum()) + 1
-        rows.append([f"L{layer}.N{neuron}", label, float(coeff[neuron]), rank])
+        rows.append([neuron_id(layer, neuron), label, float(coeff[neuron]), rank])
     return figures.html_table(["neuron", "flag", "coefficient here", "rank by |coefficient| in its layer"], rows)
 
 

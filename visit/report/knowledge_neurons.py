@@ -28,7 +28,7 @@ def kn_html(kn) -> str:
                 effects.append(f"<tr><td>{name}</td><td>{side}</td><td>{e['mean_before']:.4f}</td>"
                                f"<td>{e['mean_after']:.4f}</td><td>{e['mean_relative_change']:+.1%}</td></tr>")
     rows = "".join(
-        f"<tr><td>L{n.layer}.N{n.neuron}</td><td>{n.score:.4f}</td><td>{kn.shares.get(n.key, 1.0):.0%}</td>"
+        f"<tr><td>{n.node}</td><td>{n.score:.4f}</td><td>{kn.shares.get(n.key, 1.0):.0%}</td>"
         f"<td>{', '.join(_tok(t) for t in kn.tokens.get(n.key, [])[:5])}</td></tr>" for n in kn.refined[:MAX_ROWS])
     notes = "".join(f"<li>{escape(n)}</li>" for n in kn.notes)
     return (f"<p>Target '<code>{_tok(kn.target.token)}</code>', m = {kn.steps}, t = {kn.threshold}, "

@@ -30,7 +30,6 @@ import uuid
 
 import dash_ag_grid as dag
 
-from visit.analyses.cache import per_trace
 
 PAGE_SIZE = 20  # rows per page; shorter tables show no pager
 ROW_KEY = "_row"  # each row's own id (its index in the rows given), so a click finds its row after sorting
@@ -133,7 +132,7 @@ def shown_key(trace, *parts) -> str:
     """A key for what a panel's grid shows: the same for the same trace (and weights) and ``parts``, new for
     a new trace. A callback that re-runs on every graph re-draw (``ids.ANALYSIS_VERSION``) keeps this key
     in a ``dcc.Store`` and skips re-drawing an unchanged grid, so the user's sorting, filter and page stay."""
-    token = per_trace(trace, ("ui-grid-token",), lambda: uuid.uuid4().hex)
+    token = trace.memo(("ui-grid-token",), lambda: uuid.uuid4().hex)
     return "|".join([token, *map(str, parts)])
 
 

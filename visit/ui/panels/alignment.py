@@ -7,8 +7,8 @@ import logging
 from dash import Input, Output, State, dcc, html, no_update
 
 from visit.analyses.alignment import attention_alignment
-from visit.analyses.cache import per_trace
 from visit.render import analyses as figures
+from visit.ids import head_id
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (figure_component, message, register_study_callbacks,
@@ -37,7 +37,7 @@ def layout():
 
 def alignment_of(analysis):
     tr = analysis.trace
-    return per_trace(tr, ("alignment", K), lambda: attention_alignment(tr, k=K))
+    return tr.memo(("alignment", K), lambda: attention_alignment(tr, k=K))
 
 
 def register_callbacks(app, ctx):
@@ -81,7 +81,7 @@ def heads_table(analysis, res, layer: int):
     rows = []
     for rank, h in enumerate(res.norm_order[layer].tolist(), start=1):
         src = int(res.memory_order[layer, h, 0])
-        rows.append([rank, f"L{layer}.H{h}", float(res.head_norms[layer, h]),
+        rows.append([rank, head_id(layer, h), float(res.head_norms[layer, h]),
                      float(res.heads_vs["attn"][layer, h]), float(res.heads_vs["block"][layer, h]),
                      float(res.heads_vs["final"][layer, h]),
                      f"{src}: {display_token(tokens[src])}", float(res.memory_attention[layer, h, 0]),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dash import ALL, Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
-from visit.attribution.baselines import METHOD_IDS, METHOD_LABELS, METHODS
 from visit.attribution.contrast import contrast
 from visit.attribution.query import parse_neuron_spec, query_scores
 from visit.attribution.query_attn import attn_query_scores
@@ -19,6 +18,8 @@ from visit.attribution.ranking import head_scores, layer_scores, ranked
 from visit.errors import VisitError
 from visit.render import attribution as figures
 from visit.tokens import display_token, resolve_target
+from visit.attribution.baselines import METHOD_LABELS, METHODS, REGISTRY
+from visit.ids import NodeId, head_id, is_node_id, neuron_id, node_id
 from visit.ui import ids
 from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.grid import column, data_grid, first_clicked, shown_key
@@ -53,7 +54,7 @@ def layout():
             html.Label("components"), dcc.Dropdown(id=KIND, options=KIND_OPTIONS, value="ffn", clearable=False),
             html.Label("method"),
             dcc.Dropdown(id=METHOD, clearable=False, value="logp_increase",
-                         options=[{"label": f"{METHOD_IDS[m]}) {METHOD_LABELS[m]}", "value": m} for m in METHODS]),
+                         options=[{"label": REGISTRY.title(m), "value": m} for m in METHODS]),
             html.Label("top"), dcc.Input(id=TOP, type="number", min=1, max=200, step=1, value=20, debounce=True),
             html.Button("Prune the graph by attribution", id=PRUNE, n_clicks=0),
         ], className="controls"),
@@ -167,7 +168,7 @@ def register_callbacks(app, ctx):
         node = node_from_click(click)
         if node is None:
             return no_update
-        if ".H" in node:
+        if NodeId.parse(node).kind == "head":
             return request_graph_update(session_id, include=(node,), highlight=(node,))
         return request_graph_update(session_id, highlight=(node,))
 
@@ -220,15 +221,15 @@ def query_view(analysis, text: str, which: str):
     q = query_scores(analysis.trace, layer, neuron, which=which, top=10)
     tokens = analysis.trace.tokens
     return html.Div([
-        html.P(f"L{layer}.N{neuron}: pre-activation {q['pre_activation']:.3f} ({which} subkey); inner products of "
+        html.P(f"{neuron_id(layer, neuron)}: pre-activation {q['pre_activation']:.3f} ({which} subkey); inner products of "
                "each earlier vector with the norm-folded subkey, which add up to it.", className="hint"),
         _small_table("query layers", ["vector", SCORE],
                      [[e["part"] + ("" if e["part"] == "embedding" else f" L{e['layer']}"), e["score"]]
                       for e in q["layers"][:10]]),
         _small_table("query FFN neurons", ["neuron", SCORE],
-                     [[f"L{e['layer']}.N{e['index']}", e["score"]] for e in q["ffn_neurons"]]),
+                     [[neuron_id(e["layer"], e["index"]), e["score"]] for e in q["ffn_neurons"]]),
         _small_table("query attention subvalues", ["head", "source", SCORE],
-                     [[f"L{e['layer']}.H{e['head']}", f"{e['position']}: {display_token(tokens[e['position']])}",
+                     [[head_id(e["layer"], e["head"]), f"{e['position']}: {display_token(tokens[e['position']])}",
                        e["score"]] for e in q["attn_subvalues"]]),
     ])
 
@@ -242,7 +243,7 @@ def attn_query_view(analysis, layer: int, head: int, dim: int):
         return f"{s}: {display_token(tokens[s])}"
 
     return html.Div([
-        html.P(f"L{layer}.H{head}.d{dim} (kv head {q['kv_head']}): z = {q['z']:+.4f}. Inner products of each "
+        html.P(f"{node_id(layer, 'head_dim', head, dim)} (kv head {q['kv_head']}): z = {q['z']:+.4f}. Inner products of each "
                "earlier vector at each source with the neuron's norm-folded value subkey, weighted by the head's "
                "attention to that source; scores are multiplied by sign(z), so positive raises |z|. Raw scores "
                f"plus the constant {q['constant']:+.4f} add up to z.", className="hint"),
@@ -251,10 +252,10 @@ def attn_query_view(analysis, layer: int, head: int, dim: int):
                       for e in q["layers"][:10]]),
         _small_table("sources", ["source", SCORE], [[src(s), v] for s, v in enumerate(q["sources"])]),
         _small_table("query FFN neurons (summed over sources)", ["neuron", SCORE, "best source"],
-                     [[f"L{e['layer']}.N{e['index']}", e["score"], src(e["best_source"])]
+                     [[neuron_id(e["layer"], e["index"]), e["score"], src(e["best_source"])]
                       for e in q["ffn_neurons"]]),
         _small_table("query heads (at the sources)", ["head", SCORE, "best source"],
-                     [[f"L{e['layer']}.H{e['head']}", e["score"], src(e["best_source"])]
+                     [[head_id(e["layer"], e["head"]), e["score"], src(e["best_source"])]
                       for e in q["attn_heads"]]),
     ])
 
@@ -265,5 +266,5 @@ def node_from_click(click) -> str | None:
         node = click["points"][0]["customdata"]
     except (TypeError, KeyError, IndexError):
         return None
-    return node if isinstance(node, str) else None
+    return node if isinstance(node, str) and is_node_id(node) else None
 

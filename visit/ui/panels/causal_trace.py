@@ -12,6 +12,7 @@ from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_updat
 from visit import limits
 from visit.errors import VisitError
 from visit.features import CAUSAL_TRACE
+from visit.ids import spine_id
 from visit.localization.causal_trace import KINDS, causal_trace
 from visit.localization.subject import find_subject
 from visit.prompts import default_prompt_file, load_prompt_file
@@ -94,7 +95,7 @@ def cell_request(session_id: str, kind: str, point: dict, n_layers: int, target_
     the graph keeps explaining ``target_id`` (the traced target: what the causal trace measured)."""
     layer = int(point["x"])
     position = int(str(point["y"]).split(" ", 1)[0])
-    highlight = tuple(f"L{layer}.{s}" for s in SPINE)
+    highlight = tuple(spine_id(layer, s) for s in SPINE)
     kept = {} if target_id is None else {"target_id": int(target_id)}
     return request_graph_update(session_id, position=position, layer_start=max(0, layer - 2),
                                 layer_end=min(n_layers - 1, layer + 2), highlight=highlight, **kept)

@@ -6,7 +6,6 @@ import logging
 
 from dash import Input, Output, State, dcc, html, no_update
 
-from visit.analyses.cache import per_trace
 from visit.analyses.ln_filter import layer_norm_filter
 from visit.render import analyses as figures
 from visit.tokens import display_token
@@ -42,7 +41,7 @@ def layout():
 
 def filter_rows(analysis, mode: str):
     tr, target = analysis.trace, analysis.target.id
-    return per_trace(tr, ("ln_filter", target, mode), lambda: layer_norm_filter(tr, target, mode=mode))
+    return tr.memo(("ln_filter", target, mode), lambda: layer_norm_filter(tr, target, mode=mode))
 
 
 def register_callbacks(app, ctx):

@@ -10,6 +10,7 @@ from dash import Input, Output, State, dcc, html, no_update
 
 from visit.analyses.regularization import FLAG_LABEL, strongest
 from visit.render import analyses as figures
+from visit.hooks.names import hook_name
 from visit.ui import ids
 from visit.ui.panels.analysis_widgets import (register_study_callbacks, sections_component, study_controls,
                                               study_kind, table_component)
@@ -78,7 +79,7 @@ def activity_here(analysis, res: dict):
     tr = analysis.trace
     rows = []
     for n in res["neurons"]:
-        coeff = tr[f"blocks.{n['layer']}.mlp.hook_post"][tr.position]
+        coeff = tr[hook_name(n['layer'], "mlp.hook_post")][tr.position]
         value = coeff[n["neuron"]]
         rows.append([n["node_id"], float(value), int((coeff.abs() > value.abs()).sum()) + 1, n["share"]])
     return table_component(figures.Table(["neuron", "coefficient here", "rank in its layer here",
