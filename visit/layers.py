@@ -13,11 +13,11 @@ from __future__ import annotations
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     # foundation: no model needed (errors, limits, prompt files, token display, the layer list itself)
-    ("visit.errors", "visit.limits", "visit.prompts", "visit.tokens", "visit.matmul", "visit.layers"),
+    ("visit.errors", "visit.limits", "visit.prompts", "visit.tokens", "visit.matmul", "visit.layers", "visit.memo"),
     # loading models, architecture adapters, weights and their per-session overlay
     ("visit.models",),
     # one way to read and write every named value of a forward pass
-    ("visit.hooks",),
+    ("visit.hooks", "visit.ids"),
     # one traced forward pass and the logit lens over it
     ("visit.tracer", "visit.lens", "visit.summary"),
     # the methods: each reads traces and the hook layer, none draws
