@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from visit.editing import EditRequest, EditStack
-from visit.editing.batch import aligned, prefix_kv, suffix_pass
 from visit.editing.rome import RomeConfig, _build_rows, context_prefixes, rome_edit
 from visit.editing.stats import key_stats
 from visit.hooks import run
+from visit.hooks.batch import aligned, prefix_kv, suffix_pass
 
 REQ = EditRequest("The capital of {} is", "France", "Rome and Milan", old="Paris")
 SMALL = RomeConfig(prefixes=((5, 2), (10, 2)), steps=6, stats_tokens=600)
@@ -69,7 +69,7 @@ def test_the_two_key_variants_differ_only_in_the_key_of_the_update(tiny_factory,
 
 @pytest.mark.parametrize("family", ["llama", "gpt_neox"])
 def test_aligned_batch_rows_compute_what_they_compute_alone(tiny_factory, family):
-    from visit.editing.batch import unembed
+    from visit.hooks.batch import unembed
 
     vm = tiny_factory(family)
     rows = _build_rows(vm, REQ, context_prefixes(vm, ((5, 2), (10, 1))))

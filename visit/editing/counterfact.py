@@ -31,12 +31,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from visit.editing.batch import _cache, check_window, left_padded, pad_id
 from visit.editing.edit import check_editable
 from visit.editing.editors import editor
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
+from visit.hooks.batch import _cache, check_window, left_padded, pad_id
 
 METRICS = ("S", "ES", "EM", "PS", "PM", "NS", "NM")
 _DATA = Path(__file__).resolve().parent.parent / "data"

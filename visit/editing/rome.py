@@ -26,7 +26,7 @@ Key variants (``key=``): ``"averaged"`` (default, r-ROME, Gupta et al. 2024): ``
 is small the update explodes (ROME issue 32), which is why r-ROME exists. In both variants ``v* - k* @ W - b`` is
 the optimised ``delta``; r-ROME sets ``v*`` from the averaged key's own output.
 
-Speed: a fact's 22 rows are left-padded into one batch (:mod:`visit.editing.batch`); the context prefixes' keys
+Speed: a fact's 22 rows are left-padded into one batch (:mod:`visit.hooks.batch`); the context prefixes' keys
 and values are computed once per weights version, the rest of the columns before the earliest subject-last token
 once per edit, and each optimisation pass re-runs only the last few columns, from block ``layer + 1`` on (nothing
 before the edit layer's MLP output depends on ``delta``), with logits for the columns the loss needs. The KL row
@@ -43,7 +43,6 @@ from typing import Callable
 
 import torch
 
-from visit.editing.batch import aligned, check_window, pad_id, prefix_kv, suffix_pass, unembed
 from visit.editing.edit import Edit, mlp_out_param, register, to_param_layout
 from visit.editing.request import EditRequest, fill, object_ids, subject_last_token
 from visit.editing.sampling import PREFIX_STARTS, sample, start_ids
@@ -51,6 +50,7 @@ from visit.editing.stats import DEFAULT_TOKENS, KeyStats, key_name, key_stats
 from visit.errors import VisitError
 from visit.hooks import add
 from visit.hooks.names import hook_name
+from visit.hooks.batch import aligned, check_window, pad_id, prefix_kv, suffix_pass, unembed
 from visit.hooks.resume import captured_calls, run_blocks
 from visit.models.weights import as_in_out, bias_or_zeros
 

@@ -11,8 +11,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from visit.editing.batch import _cache
 from visit.hooks import run
+from visit.hooks.batch import _cache
 
 # MEMIT's starts for context prefixes; the corpus uses more of them for variety
 PREFIX_STARTS = ("The", "Therefore", "Because", "I", "You")

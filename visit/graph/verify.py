@@ -28,12 +28,12 @@ from __future__ import annotations
 import torch
 
 from visit.attribution.logprob import FrozenLens, increase_of_vectors
-from visit.editing.batch import left_padded, pad_id
 from visit.errors import VisitError
 from visit.graph.attribution import base_of, node_attribution
 from visit.graph.nodes import KINDS, node_of
 from visit.hooks import Intervention, run
 from visit.ids import COMPONENT_KINDS
+from visit.hooks.batch import left_padded, pad_id
 from visit.models.overlay import weights_of
 from visit.prompts import default_prompt_file, load_prompt_file
 from visit.tracer import encode_prompt

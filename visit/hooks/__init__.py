@@ -7,6 +7,8 @@
 - :mod:`visit.hooks.runner` -- :func:`hooked` (context manager) and :func:`run` (one forward pass);
 - :mod:`visit.hooks.resume` -- batched passes that resume from a block boundary over a suffix of positions, with
   the keys and values of a recorded pass for the prefix (causal tracing, integrated gradients);
+- :mod:`visit.hooks.batch` -- left-padded batches of different prompts and passes that reuse a batch's prefix
+  (editing, CounterFact, the graph's verification);
 - :mod:`visit.hooks.params` -- temporary weight changes that undo themselves bit-exactly.
 
 Tracing, ablation, causal tracing, knowledge neurons, verification and editing all go through this package.

@@ -26,7 +26,8 @@ from typing import Iterable, Sequence
 import torch
 
 from visit.errors import VisitError
-from visit.hooks import Intervention, run
+from visit.hooks.interventions import Intervention
+from visit.hooks.runner import run
 
 
 @dataclass
