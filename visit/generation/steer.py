@@ -108,7 +108,8 @@ def parse_node(vm, text: str) -> Node:
         return Node(f"{canonical}.WO{wo}", f"{p}.attn.hook_z", (wo // d.d_head, wo % d.d_head))
     spine = (m.group("spine") or "resid_pre").lower()
     if spine not in RESID:
-        raise VisitError(f"'{text}' cannot be steered; residual nodes are {', '.join(RESID)}")
+        raise VisitError(f"'{text}' is not a steerable node id: heads L7.H3, neurons L20.N123, W_O neurons L5.WO17"
+                         f" or residual nodes L12.{'/'.join(RESID)}")
     return Node(f"{canonical}.{spine}", f"{p}.{RESID[spine]}")
 
 
