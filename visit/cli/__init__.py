@@ -15,7 +15,8 @@ from visit.errors import VisitError
 
 COMMAND_MODULES = ("visit.cli.trace_cmd", "visit.cli.study_cmd", "visit.cli.graph_cmd", "visit.cli.attribute_cmd",
                    "visit.cli.ablate_cmd", "visit.cli.causal_trace_cmd", "visit.cli.knowledge_neurons_cmd",
-                   "visit.cli.edit_cmd", "visit.cli.edit_eval_cmd")
+                   "visit.cli.edit_cmd", "visit.cli.edit_eval_cmd",
+                   "visit.cli.generate_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
