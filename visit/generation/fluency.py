@@ -11,6 +11,13 @@ Words: ROME splits with NLTK's ``word_tokenize``; here a word is a run of letter
 or a single other non-space character (punctuation counts as a word, as in NLTK), which agrees with it on
 ordinary English text and needs no extra package. A text with fewer words than ``n`` contributes an entropy of
 0 for that ``n`` (ROME's code divides by zero there).
+
+On CounterFact records, :func:`records_fluency` generates greedily (ROME samples ~100 tokens with top-k; greedy
+makes the number reproducible, and the cap :data:`visit.limits.NEW_TOKENS` bounds the length) from each record's
+``generation_prompts`` -- or, for records without them (the shipped set), from its rewrite prompt and
+paraphrases -- on the model as the calling thread sees it (inside an edit's ``weights_changed`` block: the edited
+model), and returns the GE of those continuations. It has the signature ``visit.editing.modes`` expects of its
+``fluency`` callable.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import math
 import re
 from collections import Counter
 from typing import Sequence
+
+from visit.generation.generate import generate
 
 WORD = re.compile(r"[\w']+|[^\w\s]")
 NS = (2, 3)
@@ -50,4 +59,28 @@ def generation_entropy(texts: Sequence[str]) -> float:
     return sum(text_entropy(t) for t in texts) / len(texts) if texts else float("nan")
 
 
-__all__ = ["generation_entropy", "text_entropy", "ngram_entropy", "words"]
+FLUENCY_TOKENS = 32  # new tokens per generation prompt (ROME: 100; at most VISIT_MAX_NEW_TOKENS)
+
+
+def record_prompts(record) -> list[str]:
+    """A CounterFact record's generation prompts (``generation_prompts``), else its rewrite prompt and
+    paraphrases (a :class:`visit.editing.counterfact.Record` or anything with those attributes)."""
+    prompts = list(getattr(record, "generation_prompts", None) or ())
+    if not prompts:
+        prompts = [record.request.prompt, *getattr(record, "paraphrases", ())]
+    return prompts
+
+
+def continuations(vm, prompts: Sequence[str], max_new_tokens: int = FLUENCY_TOKENS) -> list[str]:
+    """The greedy continuation (text only) of each prompt, on the weights the calling thread sees."""
+    return [generate(vm, p, max_new_tokens).text for p in prompts]
+
+
+def records_fluency(vm, records: Sequence, max_new_tokens: int = FLUENCY_TOKENS) -> float | None:
+    """GE of the greedy continuations of every record's generation prompts (:func:`record_prompts`); None when
+    there is no prompt."""
+    prompts = [p for r in records for p in record_prompts(r)]
+    return generation_entropy(continuations(vm, prompts, max_new_tokens)) if prompts else None
+
+
+__all__ = ["records_fluency", "record_prompts", "continuations", "FLUENCY_TOKENS", "generation_entropy", "text_entropy", "ngram_entropy", "words"]
