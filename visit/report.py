@@ -24,6 +24,7 @@ REPORT_SECTION_PROVIDERS: tuple[str, ...] = (
     "visit.localization.report:report_sections",
     "visit.localization.kn_report:report_sections",
     "visit.editing.report:report_sections",
+    "visit.generation.report:report_sections",
 )
 
 

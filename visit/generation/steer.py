@@ -227,4 +227,11 @@ def steering(vm, specs: Sequence[str], prompt_ids: Sequence[int]) -> Steering:
     return Steering(tuple(parse(vm, s, prompt_ids) for s in specs), len(prompt_ids))
 
 
-__all__ = ["Node", "Steer", "Steering", "parse", "parse_node", "direction", "steering", "RESID", "EXAMPLES"]
+def differing(original: Sequence[int], steered: Sequence[int]) -> list[bool]:
+    """For each token of ``steered``: True where it differs from ``original``'s token at the same index (or
+    ``original`` ended before), so a view can mark what steering changed."""
+    return [i >= len(original) or int(t) != int(original[i]) for i, t in enumerate(steered)]
+
+
+__all__ = ["Node", "Steer", "Steering", "parse", "parse_node", "direction", "steering", "differing", "RESID",
+           "EXAMPLES"]

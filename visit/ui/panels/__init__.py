@@ -85,6 +85,7 @@ PANELS: tuple[str, ...] = (
     "visit.ui.panels.verify",
     "visit.ui.panels.compare",
     "visit.ui.panels.editing",
+    "visit.ui.panels.generate",
 )
 
 
