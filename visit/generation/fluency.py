@@ -83,4 +83,5 @@ def records_fluency(vm, records: Sequence, max_new_tokens: int = FLUENCY_TOKENS)
     return generation_entropy(continuations(vm, prompts, max_new_tokens)) if prompts else None
 
 
-__all__ = ["records_fluency", "record_prompts", "continuations", "FLUENCY_TOKENS", "generation_entropy", "text_entropy", "ngram_entropy", "words"]
+__all__ = ["records_fluency", "record_prompts", "continuations", "FLUENCY_TOKENS", "generation_entropy",
+           "text_entropy", "ngram_entropy", "words"]

@@ -190,7 +190,8 @@ def render_steer(result, finished: bool):
                   html.Div(token_spans(original.tokens), className="gen-text", id=f"{STEER_PREFIX}-original")],
                  className="diff-side"),
         html.Div([html.Div("steered: " + "; ".join(result["specs"]), className="diff-side-title"),
-                  html.Div(token_spans(steered.tokens, marks=marks), className="gen-text", id=f"{STEER_PREFIX}-steered")],
+                  html.Div(token_spans(steered.tokens, marks=marks), className="gen-text",
+                           id=f"{STEER_PREFIX}-steered")],
                  className="diff-side")], className="diff-sides")
     note = html.P(f"{sum(marks)} of {len(marks)} steered tokens differ (marked)."
                   + ("" if result["diff"] is not None else " Diffing the graphs…"), className="hint")
