@@ -68,17 +68,17 @@ def main() -> None:
         for name, fn in runs.items():
             t, outputs[name] = timed(fn)
             times[name].append(t)
-    # min_new_tokens keeps model.generate from choosing an end token: compare up to visit's first one
+    # min_new_tokens keeps model.generate from choosing an end token: compare the tokens before visit's first one
     mine = outputs["visit generate"].ids
     stops = [i for i, t in enumerate(mine) if t in eos_ids(vm)]
-    upto = stops[0] + 1 if stops else len(mine)
+    upto = stops[0] if stops else len(mine)
     same = outputs["model.generate"][0, ids.shape[1]:].tolist()[:upto] == mine[:upto]
     base = statistics.median(times["model.generate"])
     print(f"model: {vm.name}   device: {vm.device}   prompt: {ids.shape[1]} tokens   new tokens: {n}   "
           f"repeats: {args.repeats}")
     print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} torch {torch.__version__} "
           f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.1f}")
-    print(f"greedy tokens equal to model.generate (the first {upto}, up to the first end token): {same}")
+    print(f"greedy tokens equal to model.generate (the first {upto}, before the first end token): {same}")
     print(f"steered: {'; '.join(STEER)} -> {outputs['visit generate, steered'].text!r}")
     print("| run | median | ms / token | ratio |\n| --- | ---: | ---: | ---: |")
     for name, ts in times.items():
