@@ -71,6 +71,14 @@ def test_an_edit_changes_only_its_session_also_while_both_trace(app_and_analysis
     assert row["after"]["objects"]["Rome"] != pytest.approx(row["before"]["objects"]["Rome"], rel=1e-6)
     assert result["diff"]["top_changed"] and edit.info["difference"]["top_changed"]
     assert render(result, True) is not None and "revert" in str(edit_list(ctx.state("a")))
+    from visit.generation.generate import generate
+    from visit.ui.panels.editing import SPEAK_TOKENS
+
+    spoken = result["spoken"]  # what the model says after each prompt, before and after the edit
+    assert [r["prompt"] for r in spoken] == [r["prompt"] for r in result["rows"]]
+    assert spoken[0]["before"].ids == generate(vm, PROMPT, SPEAK_TOKENS).ids
+    with ctx.using("a"):
+        assert spoken[0]["after"].ids == generate(vm, PROMPT, SPEAK_TOKENS).ids
     assert torch.equal(logits(vm), at_rest)  # the weights at rest never changed
 
     seen = {"a": [], "b": []}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from visit.report import analyses, attribution, causal_trace, editing, knowledge_neurons
+from visit.report import analyses, attribution, causal_trace, editing, generation, knowledge_neurons
 from visit.report.page import ReportSection
 
 ReportSections = Callable[..., list[ReportSection]]
@@ -53,7 +53,10 @@ COMPARE = Feature("compare", "Compare two prompts' graphs", panels=("compare",))
 EDITING = Feature("editing", "Knowledge editing", panels=("editing",), commands=("edit", "edit-eval"),
                   report=editing.report_sections)
 
+GENERATION = Feature("generation", "Generation and steering", panels=("generate",), commands=("generate",),
+                      report=generation.report_sections, result_key=generation.RESULT_KEY)
+
 FEATURES: tuple[Feature, ...] = (GRAPH, ANALYSES, ATTRIBUTION, CAUSAL_TRACE, KNOWLEDGE_NEURONS, VERIFY, COMPARE,
-                                 EDITING)
+                                 EDITING, GENERATION)
 
 __all__ = ["FEATURES", "Feature"]

@@ -21,6 +21,8 @@ name                   environment variable         default  what it bounds
 ``SAMPLES``            ``VISIT_MAX_SAMPLES``            50   noise samples (causal tracing's corrupted runs)
 ``STEPS``              ``VISIT_MAX_STEPS``              64   integration / optimisation steps (knowledge
                                                              neurons' integrated gradients, editing)
+``NEW_TOKENS``         ``VISIT_MAX_NEW_TOKENS``         64   tokens one generation may add (checked by the
+                                                             library and the CLI too: visit.generation)
 ``STUDY_PROMPTS``      ``VISIT_MAX_STUDY_PROMPTS``     200   prompts in one prompt-set study or evaluation
 ``TOP_N``              ``VISIT_MAX_TOP_N``            1000   rows a ranking / table may ask for
 ``JOBS_PER_SESSION``   ``VISIT_MAX_JOBS_PER_SESSION``    2   long jobs one session may have queued or running
@@ -103,6 +105,7 @@ GRAPH_KNOB = Limit("GRAPH_KNOB", "VISIT_MAX_GRAPH_KNOB", 64, "a pruning knob")
 GRAPH_MARKS = Limit("GRAPH_MARKS", "VISIT_MAX_GRAPH_MARKS", 256, "included, highlighted and flagged nodes")
 SAMPLES = Limit("SAMPLES", "VISIT_MAX_SAMPLES", 50, "noise samples")
 STEPS = Limit("STEPS", "VISIT_MAX_STEPS", 64, "steps")
+NEW_TOKENS = Limit("NEW_TOKENS", "VISIT_MAX_NEW_TOKENS", 64, "new tokens")
 STUDY_PROMPTS = Limit("STUDY_PROMPTS", "VISIT_MAX_STUDY_PROMPTS", 200, "prompts in one study")
 TOP_N = Limit("TOP_N", "VISIT_MAX_TOP_N", 1000, "rows asked for")
 JOBS_PER_SESSION = Limit("JOBS_PER_SESSION", "VISIT_MAX_JOBS_PER_SESSION", 2, "jobs of one session")
@@ -113,7 +116,7 @@ SESSIONS = Limit("SESSIONS", "VISIT_MAX_SESSIONS", 32, "browser sessions kept")
 SESSION_BYTES = Limit("SESSION_BYTES", "VISIT_MAX_SESSION_BYTES", 1 << 30, "bytes of kept analyses")
 
 ALL: tuple[Limit, ...] = (PROMPT_CHARS, PROMPT_TOKENS, TARGET_CHARS, GRAPH_KNOB, GRAPH_MARKS, SAMPLES, STEPS,
-                          STUDY_PROMPTS, TOP_N, JOBS_PER_SESSION, JOBS, TRACES, QUEUE, SESSIONS, SESSION_BYTES)
+                          NEW_TOKENS, STUDY_PROMPTS, TOP_N, JOBS_PER_SESSION, JOBS, TRACES, QUEUE, SESSIONS, SESSION_BYTES)
 
 # GraphSettings fields each bounded by GRAPH_KNOB (None means "all" for heads_per_layer: bounded by the model)
 KNOB_FIELDS = {"heads_per_layer": "heads per layer", "memory_per_head": "memory values per head",

@@ -22,11 +22,12 @@ from visit.cli import (
     knowledge_neurons_cmd,
     study_cmd,
     trace_cmd,
+    generate_cmd,
 )
 from visit.errors import VisitError
 
 COMMANDS: tuple[ModuleType, ...] = (trace_cmd, study_cmd, graph_cmd, attribute_cmd, ablate_cmd, causal_trace_cmd,
-                                    knowledge_neurons_cmd, edit_cmd, edit_eval_cmd)
+                                    knowledge_neurons_cmd, edit_cmd, edit_eval_cmd, generate_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

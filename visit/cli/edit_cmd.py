@@ -26,6 +26,8 @@ def register(sub) -> None:
                    help="ROME's key handling: averaged (r-ROME, default) or original")
     p.add_argument("--prompts", nargs="*", default=[], help="more prompts to compare (paraphrases, neighbours)")
     p.add_argument("--top", type=int, default=5, help="top tokens shown per prompt (default 5)")
+    p.add_argument("--generate", type=int, default=0, metavar="N",
+                   help="also show the greedy continuation (N tokens) of each prompt before and after the edit")
     p.add_argument("--json", dest="json_path", default=None, help="write before/after as JSON to this file")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -34,6 +36,10 @@ def register(sub) -> None:
 def run(args) -> int:
     if not 1 <= args.top <= 100:
         raise VisitError("--top must be between 1 and 100")
+    from visit import limits
+    from visit.generation import edits as speak
+
+    n_generate = limits.NEW_TOKENS.check(args.generate, "--generate tokens")
     request = make_request(args.template, args.subject, args.new, args.old)
     vm = load_from_args(args)
     if request.old is None:
@@ -60,9 +66,14 @@ def run(args) -> int:
             print(f"  {display_token(x['token'])[:20]:<22}{x['prob']:>8.4f}  {display_token(y['token'])[:20]:<22}"
                   f"{y['prob']:>8.4f}")
         print("  " + "   ".join(f"P({o}): {pb[o]:.4f} -> {pa[o]:.4f}" for o in pb))
+    spoken = speak.continuations(vm, [r["prompt"] for r in rows], None, stack.overlay(), n_generate) \
+        if n_generate else []
+    for row in spoken:
+        print(f"\n{row['prompt']}\n  before: {row['before'].text!r}\n  after:  {row['after'].text!r}")
     if args.json_path:
         write_json(args.json_path, {"model": vm.name, "edit": edit.to_json(),
                                     "prompts": [{"prompt": r["prompt"], "before": r["before"]["top"],
                                                  "after": r["after"]["top"], "objects_before": r["before"]["objects"],
-                                                 "objects_after": r["after"]["objects"]} for r in rows]})
+                                                 "objects_after": r["after"]["objects"]} for r in rows],
+                                    "continuations": speak.to_json(spoken)})
     return 0

@@ -3,12 +3,15 @@ and the unedited model."""
 
 from __future__ import annotations
 
+from visit import limits
+
 import csv
 
 from visit.cli.options import add_model_options, load_from_args, progress_bar, write_json
 from visit.editing.counterfact import METRICS, evaluate, format_table, load_records
 from visit.editing.editors import EDITORS
 from visit.errors import VisitError
+from visit.generation.fluency import records_fluency
 
 
 def register(sub) -> None:
@@ -20,6 +23,9 @@ def register(sub) -> None:
     p.add_argument("--layer", type=int, default=None, help="edit layer (default: the model's shipped default)")
     p.add_argument("--key", default="averaged", choices=["averaged", "original"], help="ROME's key handling")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N records")
+    p.add_argument("--fluency", type=int, default=0, metavar="N",
+                   help="also score fluency (GE, CounterFact's generation entropy) on N greedy tokens per "
+                        "generation prompt, before and after each edit (0, the default: off; ROME uses 100)")
     p.add_argument("--json", dest="json_path", default=None, help="write the result as JSON to this file")
     p.add_argument("--csv", dest="csv_path", default=None, help="write one row per record as CSV to this file")
     add_model_options(p)
@@ -43,18 +49,24 @@ def write_csv(path: str, evaluation) -> None:
 
 
 def run(args) -> int:
+    fluency_tokens = limits.NEW_TOKENS.check(args.fluency, "--fluency tokens")
     records = load_records(args.records, args.limit)
     vm = load_from_args(args)
+    fluency = (lambda vm_, recs: records_fluency(vm_, recs, fluency_tokens)) if fluency_tokens else None
     bar, progress = progress_bar("records")
     options = {"key": args.key} if args.method == "rome" else {}
     try:
-        result = evaluate(vm, records, args.method, layer=args.layer, progress=progress, **options)
+        result = evaluate(vm, records, args.method, layer=args.layer, progress=progress, fluency=fluency,
+                          **options)
     finally:
         bar.close()
     name = args.method + (f" ({args.key} key)" if args.method == "rome" else "")
     print(f"model: {vm.name}   records: {result.n}   layer: {result.layer}")
     print(format_table([(vm.name + " (unedited)", result.unedited, result.unedited_intervals),
                         (name, result.metrics, result.intervals)]))
+    if fluency is not None:
+        print(f"fluency GE ({fluency_tokens} tokens per generation prompt, bits): unedited "
+              f"{result.unedited['GE']:.3f}, edited {result.metrics['GE']:.3f}")
     print(f"time per record: edit {result.seconds['edit_per_record']:.2f} s, "
           f"evaluation {result.seconds['eval_per_record']:.2f} s")
     if args.json_path:

@@ -54,6 +54,7 @@ class Record:
     request: EditRequest  # with ``old`` = the true object
     paraphrases: tuple[str, ...]
     neighbours: tuple[str, ...]
+    generation_prompts: tuple[str, ...] = ()  # for GE (visit.generation.fluency)
 
     @classmethod
     def from_json(cls, raw: dict, where: str = "") -> "Record":
@@ -61,7 +62,7 @@ class Record:
             rr = raw["requested_rewrite"]
             request = EditRequest(rr["prompt"], rr["subject"], rr["target_new"]["str"], rr["target_true"]["str"])
             return cls(raw.get("case_id", where), request, tuple(raw.get("paraphrase_prompts", ())),
-                       tuple(raw.get("neighborhood_prompts", ())))
+                       tuple(raw.get("neighborhood_prompts", ())), tuple(raw.get("generation_prompts", ())))
         except (KeyError, TypeError) as exc:
             raise VisitError(f"record {where}: not in CounterFact's format (missing {exc})") from None
         except VisitError as exc:
@@ -196,8 +197,10 @@ class Evaluation:
 
 
 def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | None = None,
-             progress: Progress | None = None, **options) -> Evaluation:
-    """Edit, evaluate and restore each record with ``method``; score the unedited model too."""
+             progress: Progress | None = None, fluency=None, **options) -> Evaluation:
+    """Edit, evaluate and restore each record with ``method``; score the unedited model too. ``fluency(vm,
+    [record]) -> float | None`` (e.g. :func:`visit.generation.fluency.records_fluency`) adds GE, per record before
+    and after its edit, and its mean to the metrics."""
     if not records:
         raise VisitError("no records to evaluate")
     check_editable(vm)
@@ -211,6 +214,7 @@ def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | N
     t_edit = t_eval = 0.0
     for i, rec in enumerate(records):
         before = record_scores(vm, rec)
+        ge_before = fluency(vm, [rec]) if fluency is not None else None
         start = time.perf_counter()
         extra = {"paraphrases": rec.paraphrases} if getattr(fn, "uses_paraphrases", False) else {}
         edit = fn(vm, rec.request, **options, **extra)
@@ -219,8 +223,11 @@ def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | N
         with weights_changed(vm, edit.deltas):
             after = record_scores(vm, rec)
             finite = all(math.isfinite(x) for pairs in after.values() for pair in pairs for x in pair)
+            ge_after = fluency(vm, [rec]) if fluency is not None else None
         t_eval += time.perf_counter() - start
         m_before, m_after = record_metrics(before), record_metrics(after)
+        if fluency is not None:
+            m_before["GE"], m_after["GE"] = ge_before, ge_after
         before_all.append(m_before)
         after_all.append(m_after)
         rows.append({"case_id": rec.case_id, "request": rec.request.to_json(), "layer": edit.layer,
@@ -230,6 +237,10 @@ def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | N
             progress(i + 1, len(records), f"record {i + 1}/{len(records)}: {rec.request.prompt}")
     metrics, intervals = summarise(after_all)
     unedited, unedited_intervals = summarise(before_all)
+    if fluency is not None:
+        for out, per in ((metrics, after_all), (unedited, before_all)):
+            values = [r["GE"] for r in per if r.get("GE") is not None]
+            out["GE"] = sum(values) / len(values) if values else None
     layers = sorted({r["layer"] for r in rows if r["layer"] is not None})
     n = len(records)
     return Evaluation(method, layers[0] if len(layers) == 1 else (layer if layer is not None else None), metrics,

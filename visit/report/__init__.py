@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from visit.links import view_query
-from visit.report import analyses, attribution, causal_trace, editing, knowledge_neurons
+from visit.report import analyses, attribution, causal_trace, editing, generation, knowledge_neurons
 from visit.report.page import STYLE, ReportSection, standalone_page
 from visit.tokens import display_token
 
@@ -28,6 +28,7 @@ SECTIONS: tuple[Callable[..., list[ReportSection]], ...] = (
     causal_trace.report_sections,
     knowledge_neurons.report_sections,
     editing.report_sections,
+    generation.report_sections,
 )
 
 __all__ = ["SECTIONS", "STYLE", "ReportSection", "provider_sections", "render_report", "standalone_page",

@@ -80,6 +80,7 @@ from visit.ui.panels import (
     compare,
     details,
     editing,
+    generate,
     knowledge_neurons,
     layer_norm,
     regularization,
@@ -87,7 +88,7 @@ from visit.ui.panels import (
 )
 
 PANELS: tuple[ModuleType, ...] = (details, layer_norm, alignment, regularization, attribution, causal_trace,
-                                  knowledge_neurons, verify, compare, editing)
+                                  knowledge_neurons, verify, compare, editing, generate)
 
 
 def load_panels(panels=PANELS) -> list:

@@ -20,6 +20,8 @@ from visit.editing.counterfact import METRICS, evaluate, load_records
 from visit.editing.editors import EDITORS, editor
 from visit.errors import VisitError
 from visit.graph.diff import diff_graphs
+from visit.generation.edits import continuations
+from visit.generation.steer import differing
 from visit.models.overlay import session_weights
 from visit.report.editing import compact_difference, percent
 from visit.tokens import display_token
@@ -49,6 +51,7 @@ MAX_EVAL_RECORDS = 50
 HINT = ("Rewrite one fact in this session's copy of the weights (nobody else sees it) and see what changed: the "
         "objects' probabilities before and after, and the nodes of the flow graph that changed most. Template: "
         "the prompt with {} for the subject (or the prompt itself, when it contains the subject).")
+SPEAK_TOKENS = 8  # the continuation shown for each prompt, before and after the edit (greedy)
 METHODS = {"rome": "ROME (rank-one, MLP at one layer)", "kn": "KN-E (knowledge neurons)",
            "cne": "CNE (causal neuron)"}
 
@@ -120,7 +123,9 @@ def start(ctx, session_id: str, values: tuple):
         after = stack.overlay()
         jc.progress(0, 3, "probabilities before and after")
         rows = before_after(vm, request, listed, before=before, after=after)
-        jc.progress(1, 3, "the graph before and after")
+        jc.progress(1, 3, "what the model says before and after")
+        spoken = continuations(vm, [r["prompt"] for r in rows], before, after, SPEAK_TOKENS)
+        jc.progress(2, 3, "the graph before and after")
         graphs = []
         for overlay in (before, after):
             with session_weights(overlay):
@@ -130,7 +135,7 @@ def start(ctx, session_id: str, values: tuple):
         diff = diff_graphs(*graphs)
         edit.info.update(before_after=rows, difference=compact_difference(diff), difference_graph=diff)
         jc.progress(3, 3, "done")
-        return {"edit": edit.to_json(), "label": edit.label(), "rows": rows, "diff": diff}
+        return {"edit": edit.to_json(), "label": edit.label(), "rows": rows, "diff": diff, "spoken": spoken}
 
     return job
 
@@ -186,9 +191,22 @@ def _objects_table(rows: list[dict]) -> html.Table:
     return html.Table([head, *body], className="diff-table")
 
 
+def _spoken_table(spoken: list[dict]) -> html.Table:
+    """What the model says after each prompt, before and after the edit (tokens that changed marked)."""
+    head = html.Tr([html.Th("prompt"), html.Th("continuation before"), html.Th("after")])
+    body = []
+    for r in spoken:
+        before, after = r["before"], r["after"]
+        changed = differing(before.ids, after.ids)
+        body.append(html.Tr([html.Td(r["prompt"]), html.Td(before.text),
+                             html.Td([html.Span(t.token, className="gen-diff" if c else None)
+                                      for t, c in zip(after.tokens, changed)])]))
+    return html.Table([head, *body], className="diff-table editing-spoken")
+
+
 def render(result, finished: bool):
     return html.Div([html.P(result["label"], className="hint"), _objects_table(result["rows"]),
-                     diff_view(result["diff"], DIFF_LABELS)])
+                     _spoken_table(result.get("spoken") or []), diff_view(result["diff"], DIFF_LABELS)])
 
 
 def summary(result) -> str:
