@@ -10,6 +10,8 @@ from visit.editing.editors import EDITORS
 from visit.editing.request import check_against_model
 from visit.errors import VisitError
 from visit.tokens import display_token
+from visit import limits
+from visit.generation import edits as speak
 
 
 def register(sub) -> None:
@@ -36,8 +38,6 @@ def register(sub) -> None:
 def run(args) -> int:
     if not 1 <= args.top <= 100:
         raise VisitError("--top must be between 1 and 100")
-    from visit import limits
-    from visit.generation import edits as speak
 
     n_generate = limits.NEW_TOKENS.check(args.generate, "--generate tokens")
     request = make_request(args.template, args.subject, args.new, args.old)

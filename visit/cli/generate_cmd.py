@@ -8,8 +8,11 @@ the unsteered generation as ``"original"``).
 
 from __future__ import annotations
 
-from visit.cli import add_model_options, load_from_args, write_json
+from visit.cli.options import add_model_options, load_from_args, write_json
 from visit.tokens import display_token
+from visit.generation.generate import check_new_tokens, check_sampling, generate
+from visit.generation.steer import steering
+from visit.tracer import encode_prompt
 
 
 def register(sub) -> None:
@@ -30,10 +33,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from visit.generation.generate import check_new_tokens, check_sampling, generate
-    from visit.generation.steer import steering
-    from visit.tracer import encode_prompt
-
     check_sampling(args.temperature, args.top_p)
     vm = load_from_args(args)
     prompt_ids = encode_prompt(vm, args.prompt)[0].tolist()
