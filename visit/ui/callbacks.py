@@ -11,7 +11,7 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 from visit import limits
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
-from visit.ui import fast, ids, url_state, views
+from visit.ui import fast, ids, notice, url_state, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request, parse_int
 from visit.ui.model_registry import describe
@@ -72,8 +72,13 @@ def unchanged() -> dict:
 
 def register(app, registry, sessions, analyze):
     """``analyze`` is :func:`visit.pipeline.analyze` (injected so the wiring stays testable)."""
-    queue = app.visit_queue = trace_queue.TraceQueue()  # traces take turns; the page shows its place
+    # traces take turns (the page shows its place); as many as a batched pass takes are admitted together, so
+    # their forward passes can meet in one (visit.batching; ui/__init__.py hands analyze the batcher)
+    queue = app.visit_queue = trace_queue.TraceQueue(
+        slots=lambda: max(limits.TRACES.value(), limits.BATCH.value()))
     trace_queue.register(app, queue)
+    app.visit_notice = notice.ServerNotice()  # what the server tells every page (shutting down)
+    notice.register(app, app.visit_notice)
 
     @app.callback(output=OUTPUTS, inputs=dict(triggers=TRIGGERS, controls=CONTROLS), prevent_initial_call=True,
                   running=[(Output(ids.TRACE, "disabled"), True, False),

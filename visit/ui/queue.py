@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import threading
 from contextlib import contextmanager
+from typing import Callable
 
 from visit import limits
 from visit.errors import VisitError
@@ -25,23 +26,35 @@ STATUS = "visit-queue-status"  # where the page says how many traces wait before
 
 
 class TraceQueue:
-    """FIFO admission with ``slots`` concurrent turns (None: :data:`visit.limits.TRACES`, read per turn)."""
+    """FIFO admission with ``slots`` concurrent turns (an int, a function returning one, or None:
+    :data:`visit.limits.TRACES`; read per turn). :meth:`close` refuses every turn from then on."""
 
-    def __init__(self, slots: int | None = None, max_waiting: int | None = None):
+    def __init__(self, slots: int | Callable[[], int] | None = None, max_waiting: int | None = None):
         self.slots, self.max_waiting = slots, max_waiting
+        self.closed: str | None = None  # the message every turn gets once the server shuts down
         self._tickets = itertools.count()
         self._waiting: list[tuple[int, str]] = []  # (ticket, key) in arrival order
         self._running: dict[int, str] = {}
         self._cond = threading.Condition()
 
     def _slots(self) -> int:
-        return max(1, self.slots if self.slots is not None else limits.TRACES.value())
+        if self.slots is None:
+            return max(1, limits.TRACES.value())
+        return max(1, self.slots() if callable(self.slots) else self.slots)
+
+    def close(self, message: str) -> None:
+        """Refuse new turns with ``message`` (a :class:`VisitError`); requests waiting now get it too."""
+        with self._cond:
+            self.closed = message
+            self._cond.notify_all()
 
     @contextmanager
     def turn(self, key: str | None):
         """Wait for a turn (first come, first served), run the block, give the turn back (also on errors)."""
         key = key or ""
         with self._cond:
+            if self.closed:
+                raise VisitError(self.closed)
             cap = self.max_waiting if self.max_waiting is not None else limits.QUEUE.value()
             if len(self._waiting) >= cap and len(self._running) >= self._slots():
                 raise VisitError(f"the server is busy: {len(self._waiting)} traces are waiting already; "
@@ -50,6 +63,10 @@ class TraceQueue:
             self._waiting.append((ticket, key))
             while not (self._waiting[0][0] == ticket and len(self._running) < self._slots()):
                 self._cond.wait()
+                if self.closed:
+                    self._waiting = [w for w in self._waiting if w[0] != ticket]
+                    self._cond.notify_all()
+                    raise VisitError(self.closed)
             self._waiting.pop(0)
             self._running[ticket] = key
             self._cond.notify_all()  # the next in line may fit too when slots > 1
@@ -91,8 +108,10 @@ def components():
     """The page's part: the poll timer (off until a trace is in flight) and the status line."""
     from dash import dcc, html
 
+    from visit.ui import notice
+
     return [dcc.Interval(id=POLL, interval=700, disabled=True),
-            html.Div(id=STATUS, className="queue-status", style={"display": "none"})]
+            html.Div(id=STATUS, className="queue-status", style={"display": "none"}), *notice.components()]
 
 
 RUNNING = [(POLL, "disabled", False, True), (STATUS, "style", {}, {"display": "none"})]
