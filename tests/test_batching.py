@@ -2,6 +2,7 @@
 with right and left padding; a bad row fails alone; the batcher coalesces concurrent traces by weights."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -123,3 +124,45 @@ def test_max_rows_one_traces_one_at_a_time(tiny_factory):
     results = _concurrently(batcher, vm, [("Paris is", None), ("Rome is", None), ("Oslo is", None)])
     assert batcher.stats.largest == 1 and batcher.stats.passes == 3
     assert_same_trace(results[1], trace(vm, "Rome is"))
+
+
+def test_the_apps_concurrent_traces_share_a_pass_and_each_gets_its_graph(tokenizer):
+    """Over real HTTP (a threaded server on 127.0.0.1): sessions tracing while the model is busy are admitted in
+    turn, wait together for one pass, and each gets the graph of its own prompt."""
+    from werkzeug.serving import make_server
+
+    from conftest import build_tiny
+    from visit.ui import create_app, ids
+    from visit.ui.client import DashClient
+
+    vm = build_tiny("llama", tokenizer)
+    app = create_app(model=vm)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    prompts = ["Paris is the capital of", "The Eiffel Tower is in", "Rome is", "One two three four"]
+    out = {}
+
+    def user(prompt):
+        client = DashClient(url, timeout=120)
+        out[prompt] = client.trace(client.new_session(), prompt)
+
+    try:
+        threads = [threading.Thread(target=user, args=(p,)) for p in prompts]
+        with vm.lock:  # the model is busy: every session's trace arrives before a pass can run
+            for t in threads:
+                t.start()
+            deadline = time.time() + 60
+            while app.visit_batcher.waiting() < len(prompts):
+                assert time.time() < deadline, "the sessions did not all reach the batcher"
+                time.sleep(0.02)
+        for t in threads:
+            t.join(120)
+    finally:
+        server.shutdown()
+    stats = app.visit_batcher.stats
+    assert stats.rows == 4 and stats.largest >= 3  # the first pass may take the first row alone
+    for prompt in prompts:
+        figure = out[prompt][f"{ids.GRAPH}.figure"]
+        tokens = str(out[prompt][f"{ids.PROMPT_TOKENS}.children"])
+        assert figure["data"] and prompt.split()[-1] in tokens  # each session got its own prompt's graph

@@ -6,7 +6,6 @@ or loads the default lazily on first use; ``loader`` loads the models users type
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from dash import Dash
@@ -24,14 +23,6 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     from visit.ui.panels import load_panels
     from visit.ui.panels.context import PanelContext
 
-    batcher = None
-    if analyze is None:  # the real pipeline: traces of concurrent sessions share padded passes (visit.batching)
-        from visit import limits
-        from visit.batching import TraceBatcher
-        from visit.pipeline import analyze as pipeline_analyze
-
-        batcher = TraceBatcher(max_rows=limits.BATCH.value)
-        analyze = functools.partial(pipeline_analyze, tracer=batcher.trace)
     panel_ctx = PanelContext.create(model=model, loader=loader, model_name=model_name, max_sessions=max_sessions,
                                     analyze=analyze)
     registry, sessions, analyze = panel_ctx.registry, panel_ctx.sessions, panel_ctx.analyze
@@ -42,7 +33,6 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     app.visit_sessions = sessions
     app.visit_jobs = panel_ctx.jobs  # long work of the panels (visit.ui.jobs.JobRunner)
     app.visit_context = panel_ctx  # what every panel's register_callbacks(app, ctx) gets
-    app.visit_batcher = batcher  # None with an injected analyze
     model_label = model.name if model is not None else "default model (loads on first trace)"
     settings = default_settings()
     app.layout = lambda: build_layout(model_label, settings, panel_modules)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import replace
 
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
-from visit import limits
+from visit import limits, pipeline
+from visit.batching import TraceBatcher
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
 from visit.ui import fast, ids, notice, url_state, views
@@ -72,11 +74,11 @@ def unchanged() -> dict:
 
 def register(app, registry, sessions, analyze):
     """``analyze`` is :func:`visit.pipeline.analyze` (injected so the wiring stays testable)."""
-    # traces take turns (the page shows its place); as many as a batched pass takes are admitted together, so
-    # their forward passes can meet in one (visit.batching; ui/__init__.py hands analyze the batcher)
-    queue = app.visit_queue = trace_queue.TraceQueue(
-        slots=lambda: max(limits.TRACES.value(), limits.BATCH.value()))
+    queue = app.visit_queue = trace_queue.TraceQueue()  # traces take turns; the page shows its place
     trace_queue.register(app, queue)
+    app.visit_batcher = None
+    if analyze is pipeline.analyze:  # the real pipeline (tests inject stand-ins): sessions share forward passes
+        analyze = batched(analyze, queue, app)
     app.visit_notice = notice.ServerNotice()  # what the server tells every page (shutting down)
     notice.register(app, app.visit_notice)
 
@@ -202,6 +204,19 @@ def register(app, registry, sessions, analyze):
             log.exception("export failed")
             return no_update, views.messages(errors=[f"export failed: {type(exc).__name__}: {exc}"])
         return dcc.send_string(page, report_filename(analysis.trace.prompt)), no_update
+
+
+def batched(analyze, queue, app):
+    """``analyze`` whose forward pass is shared with the other sessions tracing meanwhile (visit.batching): the
+    session gives its turn back while it waits for the pass, so the next ones are admitted and join it, and takes
+    it again, before later arrivals, for the graph (built per session, in turns, as before)."""
+    batcher = app.visit_batcher = TraceBatcher(max_rows=limits.BATCH.value)
+
+    def tracer(vm, prompt, position=None, interventions=()):
+        with queue.lent():
+            return batcher.trace(vm, prompt, position, interventions)
+
+    return functools.partial(analyze, tracer=tracer)
 
 
 def present(analysis, vm, version: int, view=None, relayout=None) -> dict:

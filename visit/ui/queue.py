@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import threading
 from contextlib import contextmanager
-from typing import Callable
 
 from visit import limits
 from visit.errors import VisitError
@@ -26,21 +25,22 @@ STATUS = "visit-queue-status"  # where the page says how many traces wait before
 
 
 class TraceQueue:
-    """FIFO admission with ``slots`` concurrent turns (an int, a function returning one, or None:
-    :data:`visit.limits.TRACES`; read per turn). :meth:`close` refuses every turn from then on."""
+    """FIFO admission with ``slots`` concurrent turns (None: :data:`visit.limits.TRACES`, read per turn).
+    :meth:`lent` gives a turn back while its forward pass waits to share a batch; :meth:`close` refuses every
+    turn from then on."""
 
-    def __init__(self, slots: int | Callable[[], int] | None = None, max_waiting: int | None = None):
+    def __init__(self, slots: int | None = None, max_waiting: int | None = None):
         self.slots, self.max_waiting = slots, max_waiting
         self.closed: str | None = None  # the message every turn gets once the server shuts down
         self._tickets = itertools.count()
-        self._waiting: list[tuple[int, str]] = []  # (ticket, key) in arrival order
+        self._waiting: list[tuple[int, str]] = []  # (ticket, key), oldest ticket first
         self._running: dict[int, str] = {}
+        self._lent: dict[int, str] = {}  # turns given back while their trace waits for a shared pass
+        self._mine = threading.local()  # the ticket of the turn this thread holds
         self._cond = threading.Condition()
 
     def _slots(self) -> int:
-        if self.slots is None:
-            return max(1, limits.TRACES.value())
-        return max(1, self.slots() if callable(self.slots) else self.slots)
+        return max(1, self.slots if self.slots is not None else limits.TRACES.value())
 
     def close(self, message: str) -> None:
         """Refuse new turns with ``message`` (a :class:`VisitError`); requests waiting now get it too."""
@@ -60,27 +60,57 @@ class TraceQueue:
                 raise VisitError(f"the server is busy: {len(self._waiting)} traces are waiting already; "
                                  f"try again in a minute")
             ticket = next(self._tickets)
-            self._waiting.append((ticket, key))
-            while not (self._waiting[0][0] == ticket and len(self._running) < self._slots()):
-                self._cond.wait()
-                if self.closed:
-                    self._waiting = [w for w in self._waiting if w[0] != ticket]
-                    self._cond.notify_all()
-                    raise VisitError(self.closed)
-            self._waiting.pop(0)
-            self._running[ticket] = key
-            self._cond.notify_all()  # the next in line may fit too when slots > 1
+            self._enter(ticket, key)
+        self._mine.ticket = ticket
         try:
             yield
         finally:
+            self._mine.ticket = None
             with self._cond:
                 del self._running[ticket]
                 self._cond.notify_all()
 
-    def position(self, key: str | None) -> int | None:
-        """0 while ``key``'s trace runs, k when k-1 requests wait before it (1 = next), None when absent."""
+    def _enter(self, ticket: int, key: str) -> None:  # the condition held
+        """Wait in ticket order (a lent turn coming back keeps its old ticket, so it goes first) for a slot."""
+        self._waiting.append((ticket, key))
+        self._waiting.sort()
+        while not (self._waiting[0][0] == ticket and len(self._running) < self._slots()):
+            self._cond.wait()
+            if self.closed and ticket not in self._lent:
+                self._waiting = [w for w in self._waiting if w[0] != ticket]
+                self._cond.notify_all()
+                raise VisitError(self.closed)
+        self._waiting.pop(0)
+        self._lent.pop(ticket, None)
+        self._running[ticket] = key
+        self._cond.notify_all()  # the next in line may fit too when slots > 1
+
+    @contextmanager
+    def lent(self):
+        """Give this thread's turn back for the block, then take it again before anyone who arrived later.
+
+        The app's tracer wraps the wait for a batched forward pass in it (:mod:`visit.batching`): while one
+        session's trace waits to share a pass, the next sessions are admitted and join the same pass; the
+        graph building after it runs in turns, first come first served, as before. A no-op without a turn."""
+        ticket = getattr(self._mine, "ticket", None)
+        if ticket is None:
+            yield
+            return
         with self._cond:
-            if key in self._running.values():
+            key = self._running.pop(ticket)
+            self._lent[ticket] = key
+            self._cond.notify_all()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._enter(ticket, key)
+
+    def position(self, key: str | None) -> int | None:
+        """0 while ``key``'s trace runs (or waits for its shared forward pass), k when k-1 requests wait before
+        it (1 = next), None when absent."""
+        with self._cond:
+            if key in self._running.values() or key in self._lent.values():
                 return 0
             for i, (_, waiting_key) in enumerate(self._waiting):
                 if waiting_key == key:
