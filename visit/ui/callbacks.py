@@ -13,7 +13,7 @@ from visit import limits, pipeline
 from visit.batching import TraceBatcher
 from visit.errors import VisitError
 from visit.models.overlay import session_weights
-from visit.ui import fast, ids, notice, url_state, views
+from visit.ui import fast, ids, model_fit, notice, url_state, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request, parse_int
 from visit.ui.model_registry import describe
@@ -81,6 +81,7 @@ def register(app, registry, sessions, analyze):
         analyze = batched(analyze, queue, app)
     app.visit_notice = notice.ServerNotice()  # what the server tells every page (shutting down)
     notice.register(app, app.visit_notice)
+    model_fit.register(app, registry)  # the model box says whether a model fits before it is loaded
 
     @app.callback(output=OUTPUTS, inputs=dict(triggers=TRIGGERS, controls=CONTROLS), prevent_initial_call=True,
                   running=[(Output(ids.TRACE, "disabled"), True, False),
