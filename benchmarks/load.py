@@ -72,7 +72,14 @@ def wait_for(proc: subprocess.Popen, url: str) -> subprocess.Popen:
             raise SystemExit(f"app.py exited: {proc.stdout.read()}")
         try:
             urllib.request.urlopen(url + "/", timeout=5).read()
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
+            proc.visit_notes = []  # the server's "visit: batched traces ..." line, logged when it stops
+
+            def drain():
+                for line in proc.stdout:
+                    if "visit: batched traces" in line:
+                        proc.visit_notes.append(line.strip())
+
+            threading.Thread(target=drain, daemon=True).start()
             return proc
         except OSError:
             time.sleep(0.5)
@@ -243,11 +250,37 @@ def compare(args, prompts: list) -> dict:
                          "p95_wait_s": round(percentile(waits, 0.95), 2) if waits else None,
                          "traces_per_minute": round(60 * len(waits) / times[name], 1),
                          "error_samples": sorted({o for _, _, o in records[name] if o.startswith("error")})[:3]}
-        return {"compare": out, "load_average_after_each_phase": loads}
     finally:
         for proc, _ in servers.values():
             proc.terminate()
             proc.wait(60)
+    time.sleep(0.5)  # the drain threads read the servers' last lines
+    for name, (proc, _) in servers.items():
+        out[name]["server_log"] = getattr(proc, "visit_notes", [])
+    return {"compare": out, "load_average_after_each_phase": loads}
+
+
+def forward_passes(model: str, prompts: list, rows: int, repeats: int = 3) -> dict:
+    """In this process: ``rows`` prompts traced as one padded pass against one at a time (median seconds of
+    ``repeats``, alternating), what the batching saves of the forward passes alone."""
+    from visit.batching import TraceRequest, trace_batch
+    from visit.models import load_model
+    from visit.tracer import trace
+
+    vm = load_model(model)
+    chosen = [p for p, _ in prompts[:rows]]
+    trace(vm, chosen[0])  # warm-up
+    batched, alone = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        trace_batch(vm, [TraceRequest(p) for p in chosen])
+        batched.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for p in chosen:
+            trace(vm, p)
+        alone.append(time.perf_counter() - t0)
+    return {"rows": len(chosen), "batched_pass_s": round(statistics.median(batched), 2),
+            "one_at_a_time_s": round(statistics.median(alone), 2), "repeats": repeats}
 
 
 def main(argv=None) -> int:
@@ -278,6 +311,7 @@ def main(argv=None) -> int:
     if args.compare:
         load_before = [round(x, 2) for x in os.getloadavg()]
         result = compare(args, prompts)
+        result["forward_passes_only"] = forward_passes(args.model, prompts, args.sessions)
         result.update(sessions=args.sessions, seconds_per_phase=args.seconds, rounds=args.rounds, think_s=args.think,
                       batch=args.batch, model="tiny" if args.tiny else args.model, machine=machine,
                       load_average_before=load_before, load_average_after=[round(x, 2) for x in os.getloadavg()])

@@ -67,6 +67,11 @@ class VisitWorker(ThreadWorker):
         if self.dash_app is not None:
             cancelled = shut_down(self.dash_app)
             self.log.info("visit: shutting down, %d running jobs cancelled; stopping in %.0f s", cancelled, NOTICE_S)
+            batcher = getattr(self.dash_app, "visit_batcher", None)
+            if batcher is not None and batcher.stats.passes:
+                s = batcher.stats
+                self.log.info("visit: batched traces: %d rows in %d passes (largest %d, mean %.1f)", s.rows,
+                              s.passes, s.largest, s.rows / s.passes)
         stop = threading.Timer(NOTICE_S, ThreadWorker.handle_exit, args=(self, sig, frame))
         stop.daemon = True
         stop.start()
