@@ -90,6 +90,7 @@ class VisitServer(BaseApplication):
             "bind": bind, "workers": 1, "worker_class": f"{__name__}.VisitWorker", "threads": threads,
             "graceful_timeout": int(NOTICE_S + FINISH_S + 1), "timeout": 120, "keepalive": 5,
             "accesslog": None, "errorlog": "-", "loglevel": "info", "proc_name": "visit",
+            "control_socket_disable": True,  # gunicorn's control socket is one fixed file per user: servers clash
             **(options or {})}
         super().__init__()
 
@@ -114,9 +115,12 @@ class VisitServer(BaseApplication):
 def serve(build: Callable, host: str, port: int, threads: int = THREADS, options: dict | None = None) -> int:
     """Run ``build()``'s app under gunicorn on ``host:port`` until stopped; the exit status (2: it did not start)."""
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    master = os.getpid()
     try:
         VisitServer(build, bind, threads, options).run()
     except SystemExit as exc:
+        if os.getpid() != master:  # the forked worker unwinds through here too: its status must reach the master
+            raise
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         return 2 if code == BOOT_FAILED else code
     return 0
