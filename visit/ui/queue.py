@@ -6,6 +6,11 @@ core, and each holds its transient tensors, so more at once only adds memory and
 wait first-come first-served. More than :data:`visit.limits.QUEUE` waiting requests are refused at once
 with a one-line "busy" message instead of piling up threads.
 
+With batched traces (:mod:`visit.batching`, :data:`visit.limits.BATCH`) a session gives its turn back while its
+forward pass waits to share a pass with others (:meth:`TraceQueue.lent`): the next sessions are admitted and join
+the same pass, and each takes its turn back, before anyone who arrived later, to build its graph. On shutdown
+(:mod:`visit.serving.gunicorn`) :meth:`TraceQueue.close` refuses new and waiting requests with one line.
+
 While a trace is in flight the page polls :meth:`TraceQueue.position` (a ``dcc.Interval`` that the trace
 callback's ``running`` switches on) and shows "waiting for the model: N traces ahead of yours", so a request
 that has to wait says so instead of hanging silently.
