@@ -95,7 +95,7 @@ def test_a_lent_turn_admits_the_next_and_comes_back_before_later_arrivals():
     threads.append(threading.Thread(target=other, args=("b", gate)))
     threads[-1].start()
     wait_until(lambda: queue.position("b") == 0)  # admitted while a's turn is lent
-    assert queue.position("a") == 0 and status_text(queue, "a") == ""  # a is tracing, not waiting
+    assert status_text(queue, "a") == "waiting for the model: 1 trace ahead of yours (position 1 in the queue)"
     back.set()  # a's pass is done: it waits for the turn again, ahead of c who arrives now
     wait_until(lambda: queue.counts() == (1, 1))
     threads.append(threading.Thread(target=other, args=("c",)))

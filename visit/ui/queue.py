@@ -112,15 +112,32 @@ class TraceQueue:
                 self._enter(ticket, key)
 
     def position(self, key: str | None) -> int | None:
-        """0 while ``key``'s trace runs (or waits for its shared forward pass), k when k-1 requests wait before
-        it (1 = next), None when absent."""
+        """0 while ``key``'s trace runs, k when k-1 requests wait before it (1 = next), None when absent. A turn
+        lent while its trace waits for a shared forward pass counts as waiting: 1 + the requests waiting before it."""
         with self._cond:
-            if key in self._running.values() or key in self._lent.values():
-                return 0
-            for i, (_, waiting_key) in enumerate(self._waiting):
-                if waiting_key == key:
-                    return i + 1
-            return None
+            return self._place(key)[0]
+
+    def _place(self, key) -> tuple[int | None, int]:  # the condition held
+        """(position, lent turns older than key's): what :func:`status_text` says."""
+        if key in self._running.values():
+            return 0, 0
+        lent = next((t for t, k in self._lent.items() if k == key), None)
+        if lent is not None:
+            return (1 + sum(t < lent for t, _ in self._waiting if t not in self._lent),
+                    sum(t < lent for t in self._lent))
+        for i, (ticket, waiting_key) in enumerate(self._waiting):
+            if waiting_key == key:
+                return i + 1, sum(t < ticket for t in self._lent if all(t != w for w, _ in self._waiting))
+        return None, 0
+
+    def ahead(self, key: str | None) -> tuple[int, int] | None:
+        """``(traces ahead of key's, its position)`` while it waits (:func:`status_text`); None otherwise. Ahead:
+        the running turns, the lent ones older than it (their pass comes first) and those waiting before it."""
+        with self._cond:
+            position, lent_before = self._place(key)
+            if not position:
+                return None
+            return position - 1 + len(self._running) + lent_before, position
 
     def counts(self) -> tuple[int, int]:
         """(running, waiting)."""
@@ -130,11 +147,10 @@ class TraceQueue:
 
 def status_text(queue: TraceQueue, key: str | None) -> str:
     """What the page shows while its trace is in flight."""
-    position = queue.position(key)
-    if not position:
+    place = queue.ahead(key)
+    if place is None:
         return ""
-    running, _ = queue.counts()
-    ahead = position - 1 + running
+    ahead, position = place
     return (f"waiting for the model: {ahead} trace{'s' if ahead != 1 else ''} ahead of yours "
             f"(position {position} in the queue)")
 
