@@ -6,7 +6,7 @@
 #
 # The image runs the README's own set-up script (scripts/setup.sh) as an unprivileged user, and the default
 # model is dequantised and cached at build time, so a container starts in seconds and needs no network.
-# It binds 0.0.0.0, so every request needs the access token (visit/ui/access.py); the model box loads only
+# It runs under gunicorn (app.py) and binds 0.0.0.0, so every request needs the access token (visit/ui/access.py); the model box loads only
 # the default model unless VISIT_MODELS / VISIT_ALLOW_LOCAL_MODELS / VISIT_ALLOW_DOWNLOADS say more.
 FROM python:3.11-slim
 
@@ -32,6 +32,9 @@ COPY --chown=visit:visit assets ./assets
 
 ENV VISIT_HOST=0.0.0.0 VISIT_PORT=8050
 EXPOSE 8050
+# app.py serves under gunicorn (one worker process holds the model, request threads; visit/serving/gunicorn.py).
+# `docker stop` sends SIGTERM: the pages are told and running jobs cancelled, and it stops within docker's 10 s.
+STOPSIGNAL SIGTERM
 # the one path the token gate leaves open answers "ok" and nothing else
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD [".venv/bin/python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/_visit/health' % os.environ.get('VISIT_PORT', '8050'), timeout=4)"]

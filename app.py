@@ -1,5 +1,10 @@
 """Serve the visit web app: ``python app.py`` -> http://127.0.0.1:8050
 
+It runs under gunicorn (visit/serving/gunicorn.py): one worker process that loads and holds the model, a pool of
+``--threads`` request threads, graceful shutdown on SIGTERM (pages are told, running jobs cancelled). ``--debug``
+runs Flask's development server instead, with Dash's dev tools (loopback only: it can run code for whoever
+reaches it).
+
 Options (each also an environment variable):
 
 - ``--host`` / ``VISIT_HOST`` (default 127.0.0.1), ``--port`` / ``VISIT_PORT`` (default 8050);
@@ -8,7 +13,9 @@ Options (each also an environment variable):
 - ``--allow-local-models`` / ``VISIT_ALLOW_LOCAL_MODELS=1``: the model box may load any local directory;
 - ``--allow-downloads`` / ``VISIT_ALLOW_DOWNLOADS=1``: the model box may load (download) any hub id;
 - ``--device-map`` / ``VISIT_DEVICE_MAP`` and ``--max-memory`` / ``VISIT_MAX_MEMORY``: spread models over
-  devices and disk (visit/models/dispatch.py); the model box loads its models with the same setting.
+  devices and disk (visit/models/dispatch.py); the model box loads its models with the same setting;
+- ``--require-token`` / ``VISIT_REQUIRE_TOKEN=1``: the token gate even on loopback (behind a reverse proxy);
+- ``--threads`` / ``VISIT_THREADS`` (default 32): request threads; ``VISIT_BATCH``: traces per batched pass.
 
 On loopback without those three flags nothing is restricted. On any other address every request needs the
 access token (``VISIT_TOKEN``, or one generated now and printed once with a ready link) and the model box
@@ -53,6 +60,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "{\"module\": device}; the model box uses it too")
     parser.add_argument("--max-memory", default=os.environ.get("VISIT_MAX_MEMORY") or None,
                         help="what each device may hold, e.g. 0=20GiB,cpu=60GiB,disk=200GiB (disk only when named)")
+    parser.add_argument("--require-token", action="store_true", default=env_flag("VISIT_REQUIRE_TOKEN"),
+                        help="require the access token on loopback too (e.g. behind a reverse proxy)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("VISIT_THREADS", "32")),
+                        help="request threads of the production server (default 32)")
+    parser.add_argument("--debug", action="store_true",
+                        help="Flask's development server with Dash's dev tools (loopback only), not gunicorn")
     return parser.parse_args(argv)
 
 
@@ -73,21 +86,30 @@ def main(argv=None) -> int:
     from visit.models import load_model
     from visit.ui import access
 
+    gated = args.require_token or not access.is_loopback(args.host)
     try:
+        if args.debug and not access.is_loopback(args.host):
+            raise VisitError("--debug serves Flask's development server with Dash's dev tools: only on a loopback "
+                             "address (drop --debug to serve others)")
         policy = model_policy(args)
-        token = None if access.is_loopback(args.host) else access.resolve_token()[0]
+        token = access.resolve_token()[0] if gated else None
         spread = {k: v for k, v in (("device_map", args.device_map), ("max_memory", args.max_memory)) if v}
         load = functools.partial(load_model, **spread)
-        model = load(args.model)
     except VisitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(model=model, model_name=args.model, max_sessions=limits.SESSIONS.value())
-    app.visit_registry.policy = policy
-    if spread:
-        app.visit_registry.loader = load  # the model box's models are spread the same way
-    access.protect(app, args.host, args.port, token=token)
-    print(f"visit: serving {model.name} on http://{args.host}:{args.port}", flush=True)
+
+    def build():
+        """Load the model and build the app (in gunicorn's worker: visit/serving/gunicorn.py)."""
+        model = load(args.model)
+        app = create_app(model=model, model_name=args.model, max_sessions=limits.SESSIONS.value())
+        app.visit_registry.policy = policy
+        if spread:
+            app.visit_registry.loader = load  # the model box's models are spread the same way
+        access.protect(app, args.host, args.port, token=token, force=gated)
+        print(f"visit: serving {model.name} on http://{args.host}:{args.port}", flush=True)
+        return app
+
     print(f"visit: {policy.describe()}", flush=True)
     if token is not None:
         if os.environ.get(access.TOKEN_ENV):
@@ -96,8 +118,18 @@ def main(argv=None) -> int:
             print("visit: every request needs this access token; open one of:", flush=True)
             for link in access.links(args.host, args.port, token):
                 print(f"    {link}", flush=True)
-    app.run(host=args.host, port=args.port, debug=False)
-    return 0
+    if args.debug:
+        try:
+            app = build()
+        except VisitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        return 0
+    from visit.serving.gunicorn import serve  # gunicorn is imported only when it serves
+
+    print(f"visit: loading the model in the server's worker process ({args.threads} request threads)", flush=True)
+    return serve(build, args.host, args.port, threads=args.threads)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/load.py [--sessions 20] [--seconds 60] [--model default] [--json out.json]
     .venv/bin/python benchmarks/load.py --tiny ...   # a tiny random Llama: the server's own overhead, not the model's
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:8050 [--token T]   # an already running server
+    .venv/bin/python benchmarks/load.py --compare [--sessions 20] [--seconds 60] [--rounds 2]
+        # batched traces against one at a time, side by side: two servers (VISIT_BATCH=20 and VISIT_BATCH=1)
+        # started together, the same users (traces only) driving each in turn for --seconds, --rounds times
 
 Without ``--url`` it starts ``app.py`` in a subprocess (the real server, the real default model, bound to
 a free loopback port) and measures that process's memory. Each session is a thread with its own
@@ -53,24 +56,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, env_extra: dict) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, env_extra: dict, wait: bool = True) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, **env_extra}
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", model],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
+    return (wait_for(proc, url), url) if wait else (proc, url)
+
+
+def wait_for(proc: subprocess.Popen, url: str) -> subprocess.Popen:
+    deadline = time.time() + 600
     while time.time() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"app.py exited: {proc.stdout.read()}")
         try:
             urllib.request.urlopen(url + "/", timeout=5).read()
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()  # drain its log
-            return proc, url
+            proc.visit_notes = []  # the server's "visit: batched traces ..." line, logged when it stops
+
+            def drain():
+                for line in proc.stdout:
+                    if "visit: batched traces" in line:
+                        proc.visit_notes.append(line.strip())
+
+            threading.Thread(target=drain, daemon=True).start()
+            return proc
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise SystemExit("app.py did not answer within 300 s")
+    raise SystemExit("app.py did not answer within 600 s")
 
 
 def save_tiny_model(directory: Path) -> str:
@@ -101,8 +115,10 @@ def rss_kib(pid: int, field: str = "VmRSS") -> int:
 
 
 class User(threading.Thread):
-    def __init__(self, url: str, token: str | None, prompts: list, stop_at: float, seed: int, think: float):
+    def __init__(self, url: str, token: str | None, prompts: list, stop_at: float, seed: int, think: float,
+                 actions=ACTIONS):
         super().__init__(daemon=True)
+        self.actions = actions
         self.client = DashClient(url, token=token, timeout=600)
         self.session = self.client.new_session()
         self.prompts, self.stop_at, self.rng, self.think = prompts, stop_at, random.Random(seed), think
@@ -112,7 +128,7 @@ class User(threading.Thread):
     def pick(self) -> str:
         if not self.nodes:
             return "trace"
-        names, weights = zip(*ACTIONS)
+        names, weights = zip(*self.actions)
         return self.rng.choices(names, weights)[0]
 
     def run(self):
@@ -195,6 +211,78 @@ def summarise(records: list, seconds: float) -> dict:
             "error_samples": sorted({o for _, _, o in records if o.startswith("error")})[:5]}
 
 
+def drive(url: str, token: str | None, prompts: list, sessions: int, seconds: float, think: float, seed: int,
+          actions=ACTIONS) -> tuple[list, float]:
+    """``sessions`` users on ``url`` for ``seconds``: every request's (action, seconds, outcome), and the time."""
+    t0 = time.time()
+    users = [User(url, token, prompts, t0 + seconds, seed * 1000 + i, think, actions) for i in range(sessions)]
+    for user in users:
+        user.start()
+    for user in users:
+        user.join()
+    return [r for u in users for r in u.records], time.time() - t0
+
+
+def compare(args, prompts: list) -> dict:
+    """Batched traces against one at a time (module doc): per mode the traces' wait, median and p95."""
+    modes = {"batched": {"VISIT_BATCH": str(args.batch)}, "one at a time": {"VISIT_BATCH": "1"}}
+    servers = {name: start_server(args.model, env, wait=False) for name, env in modes.items()}
+    try:
+        for proc, url in servers.values():
+            wait_for(proc, url)
+        records = {name: [] for name in modes}
+        times = {name: 0.0 for name in modes}
+        loads = []
+        for r in range(args.rounds):
+            for name in (modes if r % 2 == 0 else reversed(list(modes))):  # alternate, so drift hits both
+                for _ in range(2):  # warm-up: first traces of each server load lazily
+                    DashClient(servers[name][1], token=args.token, timeout=600).trace("warm", prompts[0][0])
+                got, elapsed = drive(servers[name][1], args.token, prompts, args.sessions, args.seconds, args.think,
+                                     seed=r, actions=(("trace", 1),))
+                records[name] += got
+                times[name] += elapsed
+                loads.append(round(os.getloadavg()[0], 1))
+        out = {}
+        for name in modes:
+            waits = [dt for action, dt, outcome in records[name] if action == "trace" and outcome == "ok"]
+            out[name] = {"traces": len(waits), "errors": sum(o.startswith("error") for _, _, o in records[name]),
+                         "median_wait_s": round(statistics.median(waits), 2) if waits else None,
+                         "p95_wait_s": round(percentile(waits, 0.95), 2) if waits else None,
+                         "traces_per_minute": round(60 * len(waits) / times[name], 1),
+                         "error_samples": sorted({o for _, _, o in records[name] if o.startswith("error")})[:3]}
+    finally:
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(60)
+    time.sleep(0.5)  # the drain threads read the servers' last lines
+    for name, (proc, _) in servers.items():
+        out[name]["server_log"] = getattr(proc, "visit_notes", [])
+    return {"compare": out, "load_average_after_each_phase": loads}
+
+
+def forward_passes(model: str, prompts: list, rows: int, repeats: int = 3) -> dict:
+    """In this process: ``rows`` prompts traced as one padded pass against one at a time (median seconds of
+    ``repeats``, alternating), what the batching saves of the forward passes alone."""
+    from visit.batching import TraceRequest, trace_batch
+    from visit.models import load_model
+    from visit.tracer import trace
+
+    vm = load_model(model)
+    chosen = [p for p, _ in prompts[:rows]]
+    trace(vm, chosen[0])  # warm-up
+    batched, alone = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        trace_batch(vm, [TraceRequest(p) for p in chosen])
+        batched.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for p in chosen:
+            trace(vm, p)
+        alone.append(time.perf_counter() - t0)
+    return {"rows": len(chosen), "batched_pass_s": round(statistics.median(batched), 2),
+            "one_at_a_time_s": round(statistics.median(alone), 2), "repeats": repeats}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20)
@@ -206,6 +294,10 @@ def main(argv=None) -> int:
     parser.add_argument("--token", default=os.environ.get("VISIT_TOKEN"))
     parser.add_argument("--session-bytes", help="VISIT_MAX_SESSION_BYTES for the started server")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--compare", action="store_true",
+                        help="batched traces against one at a time, side by side (traces only)")
+    parser.add_argument("--batch", type=int, default=20, help="VISIT_BATCH of the batched server (--compare)")
+    parser.add_argument("--rounds", type=int, default=2, help="phases per mode (--compare)")
     args = parser.parse_args(argv)
 
     proc, url = None, args.url
@@ -213,10 +305,23 @@ def main(argv=None) -> int:
         import tempfile
 
         args.model = save_tiny_model(Path(tempfile.mkdtemp(prefix="visit-load-tiny-")))
+    prompts = [(p.prompt, p.target) for p in load_prompt_file(default_prompt_file())]
+    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"{platform.system()} {platform.release()}")
+    if args.compare:
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        result = compare(args, prompts)
+        result["forward_passes_only"] = forward_passes(args.model, prompts, args.sessions)
+        result.update(sessions=args.sessions, seconds_per_phase=args.seconds, rounds=args.rounds, think_s=args.think,
+                      batch=args.batch, model="tiny" if args.tiny else args.model, machine=machine,
+                      load_average_before=load_before, load_average_after=[round(x, 2) for x in os.getloadavg()])
+        print(json.dumps(result, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 1 if any(m["errors"] for m in result["compare"].values()) else 0
     if url is None:
         extra = {"VISIT_MAX_SESSION_BYTES": args.session_bytes} if args.session_bytes else {}
         proc, url = start_server(args.model, extra)
-    prompts = [(p.prompt, p.target) for p in load_prompt_file(default_prompt_file())]
     samples, stop_sampling = [], threading.Event()
 
     def sample():
@@ -227,20 +332,11 @@ def main(argv=None) -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     rss_start = rss_kib(proc.pid) if proc else 0
-    t0 = time.time()
-    users = [User(url, args.token, prompts, t0 + args.seconds, seed, args.think) for seed in range(args.sessions)]
-    for user in users:
-        user.start()
-    for user in users:
-        user.join()
-    elapsed = time.time() - t0
+    records, elapsed = drive(url, args.token, prompts, args.sessions, args.seconds, args.think, seed=0)
     stop_sampling.set()
-    records = [r for u in users for r in u.records]
     result = summarise(records, elapsed)
     result.update(sessions=args.sessions, seconds=round(elapsed, 1), model="tiny" if args.tiny else args.model,
-                  load_average=[round(x, 2) for x in os.getloadavg()],
-                  machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                          f"{platform.system()} {platform.release()}")
+                  load_average=[round(x, 2) for x in os.getloadavg()], machine=machine)
     if proc is not None:
         result.update(rss_start_mib=round(rss_start / 1024), rss_peak_mib=round(rss_kib(proc.pid, "VmHWM") / 1024),
                       rss_end_mib=round(rss_kib(proc.pid) / 1024),

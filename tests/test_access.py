@@ -209,7 +209,11 @@ def test_app_main_off_loopback_prints_a_link_and_gates(monkeypatch, capsys, tiny
     served = {}
     monkeypatch.delenv(access.TOKEN_ENV, raising=False)
     monkeypatch.setattr(visit.models, "load_model", lambda name: tiny_factory("llama"))
+    import visit.serving.gunicorn
+
     monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: served.update(app=self, **kw))
+    # the production server is gunicorn (tests/test_serving.py runs it); here only the app it would serve is built
+    monkeypatch.setattr(visit.serving.gunicorn, "serve", lambda build, host, port, **kw: served.update(app=build()) or 0)
     assert app_main.main(["--host", "0.0.0.0", "--port", "8123"]) == 0
     out = capsys.readouterr().out
     token = served["app"].visit_access_token

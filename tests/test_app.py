@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from visit.errors import VisitError
@@ -278,10 +279,23 @@ def test_app_options_and_environment(monkeypatch):
     assert app_main.parse_args(["--port", "8123"]).port == 8123
 
 
-def test_app_exits_2_on_a_bad_model(monkeypatch, capsys):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert load_app_module().main(["--model", "/no/such/model/dir"]) == 2
-    assert "cannot load model" in capsys.readouterr().err
+def test_app_exits_2_on_a_bad_model():
+    """The model loads in gunicorn's worker (visit/serving/gunicorn.py): its one-line error and exit status 2
+    still reach the user, and the server stops instead of retrying."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "app.py"), "--port", str(port), "--model", "/no/such/model/dir"],
+                          cwd=root, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: cannot load model '/no/such/model/dir'" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

@@ -183,7 +183,11 @@ def test_app_spreads_its_models_with_the_flags(monkeypatch, tiny_factory):
     app_main = load_app_module()
     calls, served = [], {}
     monkeypatch.setattr(visit.models, "load_model", lambda name, **kw: calls.append((name, kw)) or tiny_factory("gpt2"))
+    import visit.serving.gunicorn
+
     monkeypatch.setattr(dash.Dash, "run", lambda self, **kw: served.update(app=self))
+    # gunicorn itself is tested in tests/test_serving.py: here only the app it would serve is built
+    monkeypatch.setattr(visit.serving.gunicorn, "serve", lambda build, host, port, **kw: served.update(app=build()) or 0)
     monkeypatch.setenv("VISIT_MAX_MEMORY", "cpu=8GiB,disk=50GiB")
     assert app_main.main(["--device-map", "auto"]) == 0
     served["app"].visit_registry.get("another")  # the model box loads with the server's setting

@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from browser_support import Server  # noqa: E402
 
+import visit.batching as batching  # noqa: E402
 import visit.pipeline as pipeline  # noqa: E402
 from visit.ui import create_app, fast, ids  # noqa: E402
 from visit.ui.client import DashClient  # noqa: E402
@@ -32,13 +33,19 @@ def is_patch(value) -> bool:
 
 
 def traces_counted(monkeypatch) -> list:
-    calls, original = [], pipeline.run_trace
+    """Forward passes from now on: the pipeline's own and the app's batched ones (visit.batching), 1 per pass."""
+    calls, original, batched = [], pipeline.run_trace, batching.trace_batch
 
     def counting(*a, **k):
         calls.append(1)
         return original(*a, **k)
 
+    def counting_batch(*a, **k):
+        calls.append(1)
+        return batched(*a, **k)
+
     monkeypatch.setattr(pipeline, "run_trace", counting)
+    monkeypatch.setattr(batching, "trace_batch", counting_batch)
     return calls
 
 

@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # one way to read and write every named value of a forward pass
     ("visit.hooks", "visit.ids"),
     # one traced forward pass and the logit lens over it
-    ("visit.tracer", "visit.lens", "visit.summary"),
+    ("visit.tracer", "visit.lens", "visit.summary", "visit.batching"),
     # the methods: each reads traces and the hook layer, none draws
     ("visit.attribution", "visit.analyses", "visit.localization", "visit.editing", "visit.generation"),
     # the flow graph: selection, builder, groups, diff, verification against the model
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # one call from a prompt to a drawn, reported analysis
     ("visit.pipeline",),
     # the two front ends: the Dash app and the command line (neither imports the other)
-    ("visit.ui", "visit.cli", "visit.__main__"),
+    ("visit.ui", "visit.cli", "visit.__main__", "visit.serving"),
 )
 
 # parts of one layer that must not import each other

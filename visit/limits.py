@@ -29,6 +29,9 @@ name                   environment variable         default  what it bounds
 ``JOBS``               ``VISIT_MAX_JOBS``                8   long jobs the whole server queues or runs
 ``TRACES``             ``VISIT_MAX_TRACES``              1   analyses computing at once (the rest queue, FIFO)
 ``QUEUE``              ``VISIT_MAX_QUEUE``              64   traces waiting for their turn (more: "busy")
+``BATCH``              ``VISIT_BATCH``                  16   traces of different sessions run together in one
+                                                             padded forward pass (visit/batching.py); 1: one
+                                                             at a time
 ``SESSIONS``           ``VISIT_MAX_SESSIONS``           32   browser sessions kept (least recent dropped)
 ``SESSION_BYTES``      ``VISIT_MAX_SESSION_BYTES``   1 GiB   bytes of analyses kept for all sessions together
                                                              (oldest dropped first; see visit/ui/state.py)
@@ -112,11 +115,12 @@ JOBS_PER_SESSION = Limit("JOBS_PER_SESSION", "VISIT_MAX_JOBS_PER_SESSION", 2, "j
 JOBS = Limit("JOBS", "VISIT_MAX_JOBS", 8, "jobs on this server")
 TRACES = Limit("TRACES", "VISIT_MAX_TRACES", 1, "analyses at once")
 QUEUE = Limit("QUEUE", "VISIT_MAX_QUEUE", 64, "traces waiting")
+BATCH = Limit("BATCH", "VISIT_BATCH", 16, "traces in one forward pass")
 SESSIONS = Limit("SESSIONS", "VISIT_MAX_SESSIONS", 32, "browser sessions kept")
 SESSION_BYTES = Limit("SESSION_BYTES", "VISIT_MAX_SESSION_BYTES", 1 << 30, "bytes of kept analyses")
 
 ALL: tuple[Limit, ...] = (PROMPT_CHARS, PROMPT_TOKENS, TARGET_CHARS, GRAPH_KNOB, GRAPH_MARKS, SAMPLES, STEPS,
-                          NEW_TOKENS, STUDY_PROMPTS, TOP_N, JOBS_PER_SESSION, JOBS, TRACES, QUEUE, SESSIONS, SESSION_BYTES)
+                          NEW_TOKENS, STUDY_PROMPTS, TOP_N, JOBS_PER_SESSION, JOBS, TRACES, QUEUE, BATCH, SESSIONS, SESSION_BYTES)
 
 # GraphSettings fields each bounded by GRAPH_KNOB (None means "all" for heads_per_layer: bounded by the model)
 KNOB_FIELDS = {"heads_per_layer": "heads per layer", "memory_per_head": "memory values per head",

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import networkx as nx
 import plotly.graph_objects as go
@@ -101,7 +101,8 @@ def pick_target(vm, target_text: str | None, top: list[dict], target_id: int | N
 
 def analyze(vm, prompt: str, target_text: str | None = None, position: int | None = None,
             settings: GraphSettings | None = None, target_id: int | None = None,
-            interventions: Sequence[Intervention] = (), first_view: int | None = None) -> Analysis:
+            interventions: Sequence[Intervention] = (), first_view: int | None = None,
+            tracer: Callable[..., Trace] | None = None) -> Analysis:
     """Trace ``prompt`` and build its flow graph at ``position`` (default: the last token) for the
     target (``target_id`` exactly, else ``target_text`` resolved, else the model's top prediction).
 
@@ -110,10 +111,13 @@ def analyze(vm, prompt: str, target_text: str | None = None, position: int | Non
 
     ``first_view=N`` builds the graph of only the last ``N`` layers of the range (what the app shows first;
     about 1/8 of the work on a 30-layer model): ``analysis.partial`` is then True and :func:`complete` adds the
-    rest without a new forward pass. Node positions are those of the whole graph either way."""
+    rest without a new forward pass. Node positions are those of the whole graph either way.
+
+    ``tracer`` (default :func:`visit.tracer.trace`, same signature) runs the forward pass: the app passes a
+    :class:`visit.batching.TraceBatcher`'s ``trace``, so concurrent sessions share one padded pass."""
     settings = (settings or GraphSettings()).validated(vm.dims.n_layers)
     t0 = time.perf_counter()
-    tr = run_trace(vm, prompt, position, interventions)  # on this thread's weights (its session's edits)
+    tr = (tracer or run_trace)(vm, prompt, position, interventions)  # on this thread's weights (its session's edits)
     check_finite(tr)
     with weights_of(tr):  # what follows reads the weights the trace was computed on (visit.models.overlay)
         return _analyze(vm, tr, t0, target_text, settings, target_id, first_view)

@@ -208,15 +208,17 @@ def trace(vm: VisitModel, prompt: str, position: int | None = None,
     pos = resolve_position(position, input_ids.shape[1])
     with vm.lock:  # the pass, the derived values and the version under this thread's weights (its session's)
         logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers, vm.adapter), write=interventions)
-        values = _collect(vm, rec.values, logits[0], pos)
+        values = collect_values(vm, rec.values, logits[0], pos)
         version = vm.weights.version
     ids = input_ids[0].tolist()
     return Trace(vm.name, prompt, ids, token_strings(vm.tokenizer, ids), pos, values, vm,
                  tuple(interventions), version, current())
 
 
-def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[str, torch.Tensor]:
-    """Batch row 0 of the recorded values, in fp32, plus the derived ones (scales, resid_pre/mid, results)."""
+def collect_values(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[str, torch.Tensor]:
+    """Batch row 0 of the recorded values ``raw`` (``{name: [batch, pos, ...]}``, :func:`trace_reads`), in fp32,
+    plus the derived ones (scales, resid_pre/mid, results); ``logits [pos, d_vocab]`` that row's logits.
+    :mod:`visit.batching` hands it one row of a padded pass at a time."""
     d, w = vm.dims, vm.weights
     values: dict[str, torch.Tensor] = {}
     for layer in range(d.n_layers):

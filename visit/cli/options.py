@@ -11,6 +11,8 @@ from tqdm.auto import tqdm
 
 from visit.errors import VisitError
 from visit.models import load_model
+from visit.models.fit import check_fit
+from visit.models.loading import shipped_model
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +29,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
+    """Load ``--model``, saying first on stderr whether it fits (:mod:`visit.models.fit`; not for the shipped
+    models, which are small, so their commands' output stays as it was)."""
+    if shipped_model(args.model) is None:
+        fit = check_fit(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
+                        max_memory=args.max_memory, download=True)
+        if fit.fits is not False:  # a model that will not fit: load_model refuses it with the same line
+            print(f"visit: before loading: {fit.text}", file=sys.stderr, flush=True)
     return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
                       max_memory=args.max_memory)
 

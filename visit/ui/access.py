@@ -148,12 +148,14 @@ class TokenGate:
         return [data]
 
 
-def protect(app, host: str, port: int | None = None, token: str | None = None) -> str | None:
-    """Install the token gate on a Dash ``app`` unless ``host`` is loopback; return the token in force.
+def protect(app, host: str, port: int | None = None, token: str | None = None, force: bool = False) -> str | None:
+    """Install the token gate on a Dash ``app`` unless ``host`` is loopback (and not ``force``); return the
+    token in force.
 
-    ``token`` overrides ``VISIT_TOKEN`` / the generated one (tests pass their own).
+    ``token`` overrides ``VISIT_TOKEN`` / the generated one (tests pass their own). ``force``: gate loopback
+    too (``app.py --require-token``, for a server behind a reverse proxy on the same machine).
     """
-    if is_loopback(host):
+    if is_loopback(host) and not force:
         return None
     if token is None:
         token, _ = resolve_token()

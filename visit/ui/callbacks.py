@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import replace
@@ -9,12 +10,13 @@ from dataclasses import replace
 import flask
 from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
-from visit import limits
+from visit import limits, pipeline
+from visit.batching import TraceBatcher
 from visit.errors import VisitError
 from visit.graph.groups import EMPTY
 from visit.models.overlay import session_weights
 from visit.pipeline import export_html
-from visit.ui import fast, ids, url_state, views
+from visit.ui import fast, ids, model_fit, notice, url_state, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request, parse_int
 from visit.ui.model_registry import describe
@@ -87,6 +89,12 @@ def register(app, registry, sessions, analyze):
     """``analyze`` is :func:`visit.pipeline.analyze` (injected so the wiring stays testable)."""
     queue = app.visit_queue = trace_queue.TraceQueue()  # traces take turns; the page shows its place
     trace_queue.register(app, queue)
+    app.visit_batcher = None
+    if analyze is pipeline.analyze:  # the real pipeline (tests inject stand-ins): sessions share forward passes
+        analyze = batched(analyze, queue, app)
+    app.visit_notice = notice.ServerNotice()  # what the server tells every page (shutting down)
+    notice.register(app, app.visit_notice)
+    model_fit.register(app, registry)  # the model box says whether a model fits before it is loaded
 
     @app.callback(output=OUTPUTS, inputs=dict(triggers=TRIGGERS, controls=CONTROLS), prevent_initial_call=True,
                   running=[(Output(ids.TRACE, "disabled"), True, False),
@@ -242,6 +250,19 @@ def forget_other_model(state) -> str:
     state.marks, state.curation = {}, EMPTY
     state.analysis, state.request = None, None
     return "the marks, pins, groups and labels of the previous model were cleared" if had else ""
+
+
+def batched(analyze, queue, app):
+    """``analyze`` whose forward pass is shared with the other sessions tracing meanwhile (visit.batching): the
+    session gives its turn back while it waits for the pass, so the next ones are admitted and join it, and takes
+    it again, before later arrivals, for the graph (built per session, in turns, as before)."""
+    batcher = app.visit_batcher = TraceBatcher(max_rows=limits.BATCH.value)
+
+    def tracer(vm, prompt, position=None, interventions=()):
+        with queue.lent():
+            return batcher.trace(vm, prompt, position, interventions)
+
+    return functools.partial(analyze, tracer=tracer)
 
 
 def present(analysis, vm, version: int, view=None, relayout=None) -> dict:

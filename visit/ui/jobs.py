@@ -134,6 +134,7 @@ class JobRunner:
         self.max_workers = max(1, int(max_workers))
         self.max_sessions = max(1, int(max_sessions))
         self.max_jobs, self.max_per_session = max_jobs, max_per_session
+        self.closed: str | None = None  # set by shutdown(): new jobs are refused with it
         self._live: set[Job] = set()  # jobs whose thread has not stopped yet (queued, running or stopping)
         self._slots = threading.Semaphore(self.max_workers)
         self._lock = threading.Lock()
@@ -146,6 +147,8 @@ class JobRunner:
         """Start ``fn(ctx)`` for the session. The session's running job is cancelled first
         (``replace=True``); with ``replace=False`` a running job makes this raise :class:`VisitError`."""
         with self._lock:
+            if self.closed:
+                raise VisitError(self.closed)
             entry = self._entry(session_id)
             current = entry["running"]
             if current is not None and current.running and not replace:
@@ -198,6 +201,16 @@ class JobRunner:
             entry = self._sessions.pop(session_id, None)
             if entry is not None and entry["running"] is not None and entry["running"].running:
                 self._cancel(entry["running"], "session closed")
+
+    def shutdown(self, note: str = "the server is shutting down") -> int:
+        """Cancel every running or queued job (their pages show ``note``) and refuse new ones with it; returns
+        how many were cancelled. The server calls it when it stops (:mod:`visit.serving.gunicorn`)."""
+        with self._lock:
+            self.closed = note
+            running = [e["running"] for e in self._sessions.values() if e["running"] is not None and e["running"].running]
+            for job in running:
+                self._cancel(job, note)
+            return len(running)
 
     def __len__(self) -> int:
         """How many sessions the runner remembers."""
