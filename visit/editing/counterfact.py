@@ -36,6 +36,7 @@ from visit.editing.edit import check_editable, editor
 from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
+from visit.models.overlay import NONE, bind_session
 
 METRICS = ("S", "ES", "EM", "PS", "PM", "NS", "NM")
 _DATA = Path(__file__).resolve().parent.parent / "data"
@@ -196,7 +197,13 @@ class Evaluation:
 
 def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | None = None,
              progress: Progress | None = None, **options) -> Evaluation:
-    """Edit, evaluate and restore each record with ``method``; score the unedited model too."""
+    """Edit, evaluate and restore each record with ``method``; score the unedited model too. Always on the
+    model as loaded (a session's own edits are not part of it), as in seed 001's Table 3."""
+    with bind_session(NONE):
+        return _evaluate(vm, records, method, layer, progress, **options)
+
+
+def _evaluate(vm, records, method, layer, progress, **options) -> Evaluation:
     if not records:
         raise VisitError("no records to evaluate")
     check_editable(vm)

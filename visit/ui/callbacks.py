@@ -10,7 +10,6 @@ from dash import ALL, Input, Output, State, ctx, dcc, no_update
 
 from visit import limits
 from visit.errors import VisitError
-from visit.models.overlay import session_weights
 from visit.ui import fast, ids, url_state, views
 from visit.ui import queue as trace_queue
 from visit.ui.controls import make_request, parse_int
@@ -87,7 +86,7 @@ def register(app, registry, sessions, analyze):
         state = sessions.get(controls["session_id"])
         with state.lock:  # a second Enter waits for the first trace instead of interleaving with it
             try:
-                with queue.turn(controls["session_id"]), session_weights(state.overlay()):
+                with queue.turn(controls["session_id"]):
                     return trace_for(trigger, triggers, controls, state)
             except VisitError as exc:  # the queue is full
                 out = unchanged()

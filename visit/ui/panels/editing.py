@@ -6,8 +6,8 @@ shows the old and new objects' probabilities before and after on the prompt and 
 difference of the flow graphs before and after the edit (aligned by node id); the graph is re-traced on the
 edited model with the most changed nodes marked. "Show the graph before the edits" toggles between the two.
 
-Edits belong to this browser session only (:class:`visit.editing.stack.EditStack` on the session's state, applied
-under the model's lock for this session's own work: :mod:`visit.models.overlay`); revert any one or all.
+Edits belong to this browser session only (:class:`visit.editing.stack.EditStack` on the session's state, swapped
+in only for this session's own work: :mod:`visit.models.overlay`); revert any one or all.
 Clicking a cell of the causal trace's heatmaps puts its layer (and the subject) here: "edit at this layer".
 """
 
@@ -15,11 +15,10 @@ from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from visit.editing.before_after import before_after, make_request
+from visit.editing.before_after import analyses_before_after, before_after, make_request
 from visit.editing.edit import EDITORS, editor
 from visit.editing.report import compact_difference, percent
 from visit.errors import VisitError
-from visit.models.overlay import session_weights
 from visit.tokens import display_token
 from visit.ui import ids
 from visit.ui.controls import parse_int
@@ -119,11 +118,7 @@ def start(ctx, session_id: str, values: tuple):
         jc.progress(0, 3, "probabilities before and after")
         rows = before_after(vm, request, listed, before=before, after=after)
         jc.progress(1, 3, "the graph before and after")
-        graphs = []
-        for overlay in (before, after):
-            with session_weights(overlay):
-                graphs.append(ctx.analyze(vm, analysis.trace.prompt, None, analysis.trace.position,
-                                          analysis.settings, target_id=analysis.target.id))
+        graphs = analyses_before_after(vm, ctx.analyze, analysis, before, after)
         from visit.graph.diff import diff_graphs
 
         diff = diff_graphs(*graphs)
@@ -150,8 +145,7 @@ def start_eval(ctx, session_id: str, values: tuple):
 
     def job(jc):
         jc.progress(0, len(records), "preparing the editor")
-        with session_weights(None):  # the model as loaded, as in seed 001's Table 3
-            return evaluate(vm, records, method, layer, progress=jc.progress, **options).to_json()
+        return evaluate(vm, records, method, layer, progress=jc.progress, **options).to_json()  # the model as loaded
 
     return job
 
