@@ -54,7 +54,6 @@ from typing import Iterator, Mapping
 
 import torch
 
-from visit.models.rwlock import RWLock
 
 
 @dataclass(frozen=True)
@@ -159,4 +158,4 @@ def version_under(vm, overlay: Overlay | None = None):
 
 
 __all__ = ["Overlay", "NONE", "current", "bind_session", "weights_of", "SessionWeights", "OverlayConflict",
-           "RWLock", "version_under"]
+           "version_under"]
