@@ -132,7 +132,8 @@ def test_key_statistics_are_cached_and_user_corpora_work(tiny_factory, cache, tm
     vm = tiny_factory("gpt2")
     first = key_stats(vm, 1, tokens=130)
     again = key_stats(vm, 1, tokens=130)
-    assert first.n_tokens == 138 and again.cached  # whole sampled rows of 23 keys and torch.equal(first.C, again.C)
+    assert first.n_tokens == 138 and again.cached  # whole sampled rows of 23 keys
+    assert torch.equal(first.C, again.C)  # the cache gives back what was computed
     assert torch.allclose(first.C, first.C.T) and first.C.dtype == torch.float32
     other_layer = key_stats(vm, 2, tokens=130)  # reuses the sampled corpus, computes layer 2's keys
     assert not torch.equal(other_layer.C, first.C)
