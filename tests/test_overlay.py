@@ -43,12 +43,17 @@ def waits_for_exclusive(vm, seconds: float = 30.0) -> bool:
     return True
 
 
+@pytest.fixture(scope="module")
+def model(tiny_factory):
+    """One tiny model for the module: every test leaves its weights as they were (what the tests check)."""
+    return tiny_factory("llama")
+
+
 @pytest.fixture
-def edited(tiny_factory):
-    vm = tiny_factory("llama")
+def edited(model):
     stack = EditStack()
-    stack.push(vm, big_edit(vm))
-    return vm, stack
+    stack.push(model, big_edit(model))
+    return model, stack
 
 
 def test_edits_exist_only_inside_weights_for(edited):

@@ -30,7 +30,9 @@ The API (everything else in the library and the app goes through these four):
     :func:`current`); no lock, no tensor touched. The app binds every Dash callback to its session when it is
     registered (:mod:`visit.ui.session_callbacks`) and the job runner runs each job bound to its session's weights
     as they were when it was submitted (:class:`visit.ui.jobs.JobRunner`), so no panel names the weights. Library
-    code that compares weights (before/after an edit) binds them itself.
+    code that compares weights (before/after an edit) binds them itself. A plain ``threading.Thread`` starts
+    unbound (the weights at rest, never another session's); to carry the binding into one, start it with
+    ``contextvars.copy_context().run`` as its target.
 
 ``with weights_of(trace):`` -- the weights ``trace`` was computed on (``Trace.overlay``), for work derived from it
     later, in any thread: ``weights_for(trace.overlay)`` for an edited trace, the shared side for one at rest.
