@@ -10,8 +10,9 @@
 
 The model is shared by every session: change what a forward pass computes only through the hook layer's
 interventions (which undo themselves), never by editing weights in place. A session's knowledge edits
-(``ctx.state(session_id).edits``) exist in the weights only inside ``vm.weights_for(...)`` (:mod:`visit.models.overlay`),
-which every library function that runs the model takes with the session its context is bound to. Panels bind
+(``ctx.state(session_id).edits``) exist in the weights only inside ``vm.weights_for(...)``
+(:mod:`visit.models.overlay`), which every library function that runs the model takes with the session its context
+is bound to. Panels bind
 nothing: every callback registered with ``app.callback`` runs bound to its ``ids.SESSION`` session
 (:mod:`visit.ui.session_callbacks`), every job bound to its session's weights as they were when it was submitted
 (:class:`visit.ui.jobs.JobRunner`), and values computed later from a trace meet the trace's own weights.
