@@ -6,6 +6,9 @@ its size, so token handling is the real thing.
 
 from __future__ import annotations
 
+import copy
+from collections import OrderedDict
+
 import pytest
 import torch
 
@@ -72,6 +75,26 @@ def tokenizer():
 
 
 def build_tiny(family: str, tokenizer, seed: int = 0):
+    """A fresh tiny model: a copy of the one built once per ``(family, seed)`` in this test session (building
+    initialises two 49k-row matrices; copying is several times faster). The global RNG is left as building
+    leaves it, so a test that draws random numbers after making its model draws the same ones as before."""
+    key = (family, seed, id(tokenizer))
+    if key not in _PRISTINE:
+        model = _build_tiny_model(family, tokenizer, seed)
+        _PRISTINE[key] = (model, torch.get_rng_state())
+        while len(_PRISTINE) > PRISTINE_KEPT:
+            _PRISTINE.popitem(last=False)
+    _PRISTINE.move_to_end(key)
+    model, rng = _PRISTINE[key]
+    torch.set_rng_state(rng)
+    return wrap_model(copy.deepcopy(model), tokenizer, f"tiny-{family}")
+
+
+PRISTINE_KEPT = 8  # ~25 MB each (two 49k x 64 matrices); most calls ask for llama or gpt2 with seed 0
+_PRISTINE: OrderedDict[tuple, tuple] = OrderedDict()  # (family, seed, tokenizer) -> (unused model, RNG after it)
+
+
+def _build_tiny_model(family: str, tokenizer, seed: int):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -86,7 +109,7 @@ def build_tiny(family: str, tokenizer, seed: int = 0):
                 param.normal_(0, 0.3)
             elif family.startswith("olmo") and name.endswith("norm.weight"):  # post-norms and QK-norm, so gains are folded
                 param.normal_(1, 0.3)
-    return wrap_model(model, tokenizer, f"tiny-{family}")
+    return model
 
 
 @pytest.fixture(scope="session", params=FAMILIES)

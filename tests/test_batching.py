@@ -11,7 +11,7 @@ from conftest import FAMILIES, MORE_FAMILIES
 from test_exactness import assert_close
 from visit.batching import TraceBatcher, TraceRequest, pad, trace_batch
 from visit.errors import VisitError
-from visit.models.overlay import Overlay, session_weights
+from visit.models.overlay import Overlay, bind_session
 from visit.tracer import trace
 
 PROMPTS = [TraceRequest("The Eiffel Tower is located in the city of", None),
@@ -71,7 +71,7 @@ def _concurrently(batcher, vm, jobs):
     results = [None] * len(jobs)
 
     def one(i, prompt, overlay):
-        with session_weights(overlay):
+        with bind_session(overlay):
             try:
                 results[i] = batcher.trace(vm, prompt)
             except Exception as exc:  # noqa: BLE001 - the test looks at it
@@ -112,7 +112,7 @@ def test_batcher_never_mixes_session_weights(tiny_factory):
     results = _concurrently(batcher, vm, jobs)
     assert batcher.stats.passes >= 2 and batcher.stats.largest <= 2
     for (prompt, overlay), result in zip(jobs, results):
-        with session_weights(overlay):
+        with bind_session(overlay):
             alone = trace(vm, prompt)
         assert_same_trace(result, alone)
     assert float((results[0]["logits"] - results[1]["logits"]).abs().max()) > 1e-3  # the edit changed the pass

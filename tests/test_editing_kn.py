@@ -31,14 +31,26 @@ def test_value_vectors_move_from_old_to_new_embedding(tiny_factory, family, scal
 
 
 def test_kn_edit_uses_the_refined_neurons(tiny_factory):
+    """Exactly the refined neurons' value vectors change. The inputs are chosen so that the refined set is not
+    empty (on this tiny model the two prompts share 3 neurons at the default threshold): an empty set would
+    leave nothing to check."""
+    from visit.localization.knowledge_neurons import knowledge_neurons
+    from visit.tokens import target_from_id
+
     vm = tiny_factory("llama")
-    edit = kn_edit(vm, REQ, paraphrases=["France's capital is"], steps=4)
-    assert edit.info["n_neurons"] == len(edit.info["neurons"])
+    paraphrases = ["France's capital is"]
+    edit = kn_edit(vm, REQ, paraphrases=paraphrases, steps=4)
     rows = {(n["layer"], n["neuron"]) for n in edit.info["neurons"]}
+    assert rows and edit.info["n_neurons"] == len(edit.info["neurons"]) == len(rows)
+    paris = target_from_id(vm.tokenizer, object_ids(vm.tokenizer, "Paris")[0])
+    kn = knowledge_neurons(vm, REQ.prompt, paris, paraphrases=paraphrases, steps=4, unrelated=(), compare=False)
+    assert rows == {(n.layer, n.neuron) for n in kn.refined}
+    touched = set()
     for name, delta in edit.deltas.items():
         layer = int(name.split(".")[2])
-        touched = (delta.T if vm.adapter.weight_layout == "linear" else delta).abs().sum(1).nonzero().flatten()
-        assert {(layer, int(i)) for i in touched} <= rows
+        per_neuron = (delta.T if vm.adapter.weight_layout == "linear" else delta).abs().sum(1)  # [d_mlp]
+        touched |= {(layer, int(i)) for i in per_neuron.nonzero().flatten()}
+    assert touched == rows
 
 
 def test_cne_edits_the_neuron_of_the_strongest_mlp_state(tiny_factory):

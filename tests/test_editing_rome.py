@@ -37,15 +37,29 @@ def small_stats(tiny_factory, tmp_path_factory):
             for f in ("gpt2", "llama")}
 
 
+@pytest.fixture(scope="module")
+def edits(tiny_factory, small_stats):
+    """``edits(family, key)`` -> ``(vm, ROME edit of REQ at layer 1)``, computed once per module (tests only read
+    them; applying one restores the weights)."""
+    made = {}
+
+    def get(family: str, key: str):
+        if (family, key) not in made:
+            vm = tiny_factory(family)
+            made[family, key] = vm, rome_edit(vm, REQ, layer=1, config=SMALL, key=key, stats=small_stats[family])
+        return made[family, key]
+
+    return get
+
+
 def mlp_out(vm, layer, key):
     return vm.weights.block_module(layer, vm.adapter.mlp_out)(key.view(1, -1).to(vm.model.dtype))[0].float()
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])  # Conv1D [in, out] and Linear [out, in]
 @pytest.mark.parametrize("key", ["averaged", "original"])
-def test_rank_one_update_maps_the_key_to_the_value(tiny_factory, small_stats, family, key):
-    vm = tiny_factory(family)
-    edit = rome_edit(vm, REQ, layer=1, config=SMALL, key=key, stats=small_stats[family])
+def test_rank_one_update_maps_the_key_to_the_value(edits, family, key):
+    vm, edit = edits(family, key)
     (name, delta), = edit.deltas.items()
     assert name.endswith(vm.adapter.mlp_out + ".weight") and ".1." in name
     assert delta.dtype == torch.float32 and delta.shape == dict(vm.model.named_parameters())[name].shape
@@ -59,10 +73,8 @@ def test_rank_one_update_maps_the_key_to_the_value(tiny_factory, small_stats, fa
     assert not torch.allclose(before, v)
 
 
-def test_the_two_key_variants_differ_only_in_the_key_of_the_update(tiny_factory, small_stats):
-    vm = tiny_factory("gpt2")
-    a = rome_edit(vm, REQ, layer=1, config=SMALL, stats=small_stats["gpt2"])
-    b = rome_edit(vm, REQ, layer=1, config=SMALL, key="original", stats=small_stats["gpt2"])
+def test_the_two_key_variants_differ_only_in_the_key_of_the_update(edits):
+    (_, a), (_, b) = edits("gpt2", "averaged"), edits("gpt2", "original")  # two copies of one model
     assert a.info["loss"] == b.info["loss"]  # same value optimisation
     assert not torch.equal(a.tensors["key"], b.tensors["key"])
 
@@ -132,7 +144,8 @@ def test_key_statistics_are_cached_and_user_corpora_work(tiny_factory, cache, tm
     vm = tiny_factory("gpt2")
     first = key_stats(vm, 1, tokens=130)
     again = key_stats(vm, 1, tokens=130)
-    assert first.n_tokens == 138 and again.cached  # whole sampled rows of 23 keys and torch.equal(first.C, again.C)
+    assert first.n_tokens == 138 and again.cached  # whole sampled rows of 23 keys
+    assert torch.equal(first.C, again.C)  # the cache gives back what was computed
     assert torch.allclose(first.C, first.C.T) and first.C.dtype == torch.float32
     other_layer = key_stats(vm, 2, tokens=130)  # reuses the sampled corpus, computes layer 2's keys
     assert not torch.equal(other_layer.C, first.C)

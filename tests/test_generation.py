@@ -9,7 +9,7 @@ from visit.errors import VisitError
 from visit.generation.generate import generate
 from visit.hooks import run
 from visit.hooks.params import weights_changed
-from visit.models.overlay import Overlay, session_weights
+from visit.models.overlay import Overlay, bind_session
 
 PROMPT = "The Eiffel Tower is in the city of"
 N = 6
@@ -111,7 +111,7 @@ def test_a_sessions_edits_apply_to_its_generation_only(tiny_factory):
         edited = generate(vm, PROMPT, N)
         assert edited.ids == reference(vm, edited.prompt_ids, N)
     assert edited.ids != plain.ids
-    with session_weights(Overlay(("test-edit",), (delta,))):
+    with bind_session(Overlay(("test-edit",), (delta,))):
         assert generate(vm, PROMPT, N).ids == edited.ids  # the session's edits, applied pass by pass
     assert generate(vm, PROMPT, N).ids == plain.ids  # other sessions (the weights at rest) never see them
     assert torch.equal(dict(vm.model.named_parameters())[name], before)

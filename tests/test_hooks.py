@@ -156,9 +156,10 @@ def test_caches_follow_weight_edits(tiny_factory):
     tr = trace(vm, PROMPT)
     ffn_neuron_scores(tr, target, k=20)  # fills the per-model norms and packed-W_U caches
     version = vm.weights.version
-    with torch.no_grad():
-        vm.weights.block_module(2, vm.adapter.mlp_out).weight.mul_(3.0)  # an in-place edit nobody announced
+    with vm.lock, torch.no_grad():
+        vm.weights.block_module(2, vm.adapter.mlp_out).weight.mul_(3.0)  # permanent in-place edits, announced
         vm.model.get_output_embeddings().weight.add_(0.01)
+        vm.weights.written()
     assert vm.weights.version != version
     tr2 = trace(vm, PROMPT)
     after = ffn_neuron_scores(tr2, target, k=20)

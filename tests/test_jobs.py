@@ -3,7 +3,9 @@
 Jobs here block on events the test sets, so nothing depends on timing.
 """
 
+import contextvars
 import threading
+from contextlib import contextmanager
 
 import pytest
 
@@ -195,3 +197,31 @@ def test_caps_refuse_jobs_while_too_many_threads_are_alive(monkeypatch):
     ctx = PanelContext.create(model=object())
     with pytest.raises(VisitError, match="VISIT_MAX_JOBS|at most 0"):
         ctx.jobs.submit("s", "x", lambda job: 1)
+
+
+def test_a_job_runs_inside_its_sessions_context_made_at_submission():
+    """The app binds each job to its session's weights as they were when it was submitted (PanelContext.using)."""
+    bound = contextvars.ContextVar("bound", default=None)
+    weights = {"s": "edits-1"}
+
+    @contextmanager
+    def bind(value):
+        token = bound.set(value)
+        try:
+            yield
+        finally:
+            bound.reset(token)
+
+    runner = JobRunner(session_context=lambda session_id: bind(weights[session_id]))  # read at submission
+    go = threading.Event()
+
+    def fn(ctx):
+        assert go.wait(WAIT)
+        return bound.get()
+
+    job = runner.submit("s", "read", fn)
+    weights["s"] = "edits-2"  # a change after the submission does not reach the running job
+    go.set()
+    runner.wait(job, WAIT)
+    assert (job.status, job.result) == ("done", "edits-1") and bound.get() is None
+    assert runner.wait(JobRunner().submit("s", "read", lambda ctx: bound.get()), WAIT).result is None  # unbound

@@ -51,10 +51,11 @@ def test_job_result_render_graph_request_and_report(app_and_analysis):
     assert job.total > 0 and job.done == job.total
     view = render(kn, True)
     assert any("suppress" in t for t in texts(view))
-    assert [r["neuron"] for r in grids(view)[0].rowData] == [n.node for n in kn.refined]
-    if kn.refined:
-        changes = decode_graph_request(request_graph_update("s", include=(kn.refined[0].node,)))
-        assert kn.refined[0].node in changes["include"]
+    # these three prompts share neurons on this tiny model (4 at threshold 0.3, share 0.5): a non-empty refined set,
+    # so the grid's rows and the graph request below check something
+    assert kn.refined and [r["neuron"] for r in grids(view)[0].rowData] == [n.node for n in kn.refined]
+    changes = decode_graph_request(request_graph_update("s", include=(kn.refined[0].node,)))
+    assert kn.refined[0].node in changes["include"]
     page = render_report(analysis)
     assert "Knowledge neurons" in page and HOSTILE not in page and "&lt;img src=x" in page
 

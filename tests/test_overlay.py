@@ -1,7 +1,8 @@
-"""Session weights: a thread sees its session's edits exactly while it holds the model's lock, nobody else ever
+"""Session weights: work bound to a session sees its edits exactly inside ``vm.weights_for``, nobody else ever
 does, versions come back, and values computed later from a trace meet the weights it was traced on."""
 
 import threading
+import time
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from visit.editing import Edit, EditRequest, EditStack
 from visit.editing.edit import mlp_out_param
 from visit.graph.attribution import node_attribution
 from visit.hooks import run
-from visit.models.overlay import NONE, OverlayConflict, current, session_weights, version_under
+from visit.models.overlay import NONE, OverlayConflict, bind_session, current, version_under, weights_of
 from visit.pipeline import analyze
 from visit.tracer import trace
 
@@ -31,28 +32,50 @@ def logits_of(vm, prompt=PROMPT):
     return logits[0, -1]
 
 
+def waits_for_exclusive(vm, seconds: float = 30.0) -> bool:
+    """True once a thread is registered as waiting for the lock's exclusive side (False only if that never
+    happens within ``seconds``: a broken lock, not a slow machine)."""
+    deadline = time.monotonic() + seconds
+    while not vm.lock.writers_waiting():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+@pytest.fixture(scope="module")
+def model(tiny_factory):
+    """One tiny model for the module: every test leaves its weights as they were (what the tests check)."""
+    return tiny_factory("llama")
+
+
 @pytest.fixture
-def edited(tiny_factory):
-    vm = tiny_factory("llama")
+def edited(model):
     stack = EditStack()
-    stack.push(vm, big_edit(vm))
-    return vm, stack
+    stack.push(model, big_edit(model))
+    return model, stack
 
 
-def test_edits_exist_only_while_the_sessions_thread_holds_the_lock(edited):
+def test_edits_exist_only_inside_weights_for(edited):
     vm, stack = edited
+    name = mlp_out_param(vm, 1)
     at_rest = {n: p.detach().clone() for n, p in vm.model.named_parameters()}
     clean = logits_of(vm)
     with stack.applied(vm):
         reference = logits_of(vm)
     assert not torch.allclose(clean, reference)
-    with session_weights(stack.overlay()):
-        assert torch.equal(logits_of(vm), reference)  # applied at the acquisition inside run()
-        assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())  # and gone after it
-        with vm.lock:
-            assert not torch.equal(at_rest[mlp_out_param(vm, 1)], dict(vm.model.named_parameters())[mlp_out_param(vm, 1)])
-    assert current() is NONE
+    with bind_session(stack.overlay()):
+        assert torch.equal(logits_of(vm), reference)  # swapped in by the weights_for inside run()
+        assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())  # and out after it
+        with vm.lock:  # the plain lock swaps nothing
+            assert torch.equal(at_rest[name], dict(vm.model.named_parameters())[name])
+        with vm.weights_for():
+            assert vm.lock.held_by_me()
+            assert not torch.equal(at_rest[name], dict(vm.model.named_parameters())[name])
+            assert torch.equal(logits_of(vm), reference)  # nested: the same weights, swapped once
+    assert current() is NONE and not vm.lock.held_by_me()
     assert torch.equal(logits_of(vm), clean)
+    assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())
 
 
 def test_concurrent_sessions_never_see_each_others_edits(edited):
@@ -63,7 +86,7 @@ def test_concurrent_sessions_never_see_each_others_edits(edited):
     seen = {"edited": [], "clean": []}
 
     def worker(kind, overlay):
-        with session_weights(overlay):
+        with bind_session(overlay):
             for _ in range(25):
                 seen[kind].append(logits_of(vm))
 
@@ -86,22 +109,37 @@ def test_versions_come_back_and_keyed_versions_repeat(edited):
     other = EditStack(list(stack.edits))
     other.push(vm, big_edit(vm, seed=1))
     assert version_under(vm, other.overlay()) not in (rest, first)
-    with torch.no_grad():  # an unannounced in-place edit is still seen
+    with vm.lock, torch.no_grad():  # a permanent in-place write, announced
         dict(vm.model.named_parameters())[mlp_out_param(vm, 0)].mul_(1.0)
+        vm.weights.written()
     assert vm.weights.version != rest
 
 
-def test_switching_weights_while_holding_the_lock_is_refused(edited):
+def test_switching_weights_inside_weights_for_is_refused(edited):
     vm, stack = edited
-    with vm.lock:
-        with session_weights(stack.overlay()), pytest.raises(OverlayConflict):
-            vm.lock.acquire()
-    assert not vm.lock.held_by_me()
+    other = EditStack(list(stack.edits))
+    other.push(vm, big_edit(vm, seed=1))
+    at_rest = {n: p.detach().clone() for n, p in vm.model.named_parameters()}
+    for outer, inner in [(NONE, stack.overlay()), (stack.overlay(), NONE), (stack.overlay(), other.overlay())]:
+        with vm.weights_for(outer):
+            with pytest.raises(OverlayConflict):
+                with vm.weights_for(inner):
+                    pass
+            with vm.weights_for():  # no argument: the weights of the block around it
+                pass
+        assert not vm.lock.held_by_me() and not vm.lock.reading_by_me()
+    with vm.lock.reading(), pytest.raises(OverlayConflict):  # a reader asking for edits would deadlock
+        with vm.weights_for(stack.overlay()):
+            pass
+    with vm.lock:  # the exclusive holder may swap edits in (and back)
+        with vm.weights_for(stack.overlay()):
+            assert vm.weights.version == version_under(vm, stack.overlay())
+    assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())
 
 
 def test_a_trace_keeps_its_weights_for_later_work(edited):
     vm, stack = edited
-    with session_weights(stack.overlay()):
+    with bind_session(stack.overlay()):
         after = analyze(vm, PROMPT)
         expected = dict(node_attribution(after))
     after.trace.memos.clear()
@@ -151,16 +189,14 @@ def test_other_sessions_run_between_the_batches_of_a_long_job(edited):
             t.join(timeout=60)
             assert not t.is_alive(), "the job held the model's lock between batches"
 
-    with session_weights(stack.overlay()):
+    with bind_session(stack.overlay()):
         causal_trace(vm, PROMPT, "France", kinds=["hidden"], samples=2, progress=progress)
     assert len(seen) == 1 and torch.equal(seen[0], at_rest)
 
 
 def test_readers_at_rest_share_and_edits_wait_for_them(edited):
     """A reader of a trace at rest runs beside forward passes at rest; a session's edits are swapped in only once
-    the reader is done (and it never sees them)."""
-    from visit.models.overlay import weights_of
-
+    the reader is done (and it never sees them). Events only: nothing depends on how long anything takes."""
     vm, stack = edited
     tr = trace(vm, PROMPT)
     at_rest = logits_of(vm)
@@ -179,13 +215,13 @@ def test_readers_at_rest_share_and_edits_wait_for_them(edited):
     edited_seen = []
 
     def writer():
-        with session_weights(stack.overlay()):
+        with bind_session(stack.overlay()):
             edited_seen.append(logits_of(vm))
 
     w = threading.Thread(target=writer)
     w.start()
-    w.join(timeout=0.5)
-    assert w.is_alive()  # the edits wait for the reader
+    assert waits_for_exclusive(vm)  # the edits wait for the reader...
+    assert not edited_seen and w.is_alive()  # ...and nothing ran on them yet
     leave.set()
     r.join(30)
     w.join(30)
@@ -197,7 +233,7 @@ def test_an_exception_under_a_sessions_weights_restores_and_frees_the_lock(edite
     vm, stack = edited
     at_rest = {n: p.detach().clone() for n, p in vm.model.named_parameters()}
     with pytest.raises(RuntimeError):
-        with session_weights(stack.overlay()), vm.lock:
+        with vm.weights_for(stack.overlay()):
             raise RuntimeError("boom")
     assert not vm.lock.held_by_me()
     assert all(torch.equal(at_rest[n], p) for n, p in vm.model.named_parameters())

@@ -38,7 +38,7 @@ import torch
 from visit.errors import VisitError
 from visit.hooks.runner import run
 from visit.models.loading import VisitModel
-from visit.models.overlay import Overlay, current, session_weights
+from visit.models.overlay import Overlay, current, bind_session
 from visit.tokens import token_strings
 from visit.tracer import Trace, collect_values, encode_prompt, resolve_position, trace, trace_reads
 
@@ -124,7 +124,7 @@ def trace_batch(vm: VisitModel, requests: Sequence[TraceRequest], padding: str =
         order = list(rows)
         ids, mask, positions, offsets = pad([rows[i].ids for i in order], _pad_id(vm), padding)
         device = vm.device
-        with vm.lock:  # the pass, each row's derived values and the version, all on this thread's weights
+        with vm.weights_for():  # the pass, each row's derived values and the version, all on this thread's weights
             logits, rec = run(vm, ids, read=trace_reads(vm.dims.n_layers, vm.adapter),
                               attention_mask=mask.to(device), position_ids=positions.to(device))
             version, overlay = vm.weights.version, current()
@@ -228,7 +228,7 @@ class TraceBatcher:
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
-            with session_weights(batch[0].overlay):
+            with bind_session(batch[0].overlay):
                 results = trace_batch(batch[0].vm, [p.request for p in batch], self.padding)
         except Exception as exc:  # noqa: BLE001 - the pass itself failed: each row alone, so one row fails alone
             if len(batch) == 1:
@@ -239,7 +239,7 @@ class TraceBatcher:
                 results = []
                 for p in batch:
                     try:
-                        with session_weights(p.overlay):
+                        with bind_session(p.overlay):
                             results.append(trace(p.vm, p.request.prompt, p.request.position))
                     except Exception as one:  # noqa: BLE001 - handed to the thread that asked
                         results.append(one)

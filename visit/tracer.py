@@ -206,7 +206,7 @@ def trace(vm: VisitModel, prompt: str, position: int | None = None,
     """
     input_ids = encode_prompt(vm, prompt)
     pos = resolve_position(position, input_ids.shape[1])
-    with vm.lock:  # the pass, the derived values and the version under this thread's weights (its session's)
+    with vm.weights_for():  # the pass, the derived values and the version on the bound session's weights
         logits, rec = run(vm, input_ids, read=trace_reads(vm.dims.n_layers, vm.adapter), write=interventions)
         values = collect_values(vm, rec.values, logits[0], pos)
         version = vm.weights.version

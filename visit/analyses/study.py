@@ -108,7 +108,7 @@ def run_study(vm, cases: list[PromptCase], studies=("ln",), keep_correct: bool =
             outcome.correct = predicted == target.id
             outcome.kept = outcome.correct or not keep_correct
             if outcome.kept:
-                with vm.lock:
+                with vm.weights_for():
                     for acc in accumulators:
                         acc.add(traced, target.id)
         if on_progress is not None:

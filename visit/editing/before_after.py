@@ -16,13 +16,13 @@ An object's probability is CounterFact's ``exp(-mean per-token NLL)`` of ``" " +
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 from visit.editing.counterfact import object_nll
 from visit.editing.request import EditRequest, from_prompt
 from visit.errors import VisitError
 from visit.hooks import run
-from visit.models.overlay import Overlay, session_weights
+from visit.models.overlay import Overlay, bind_session
 from visit.tokens import token_string
 from visit.tracer import encode_prompt
 
@@ -71,10 +71,21 @@ def before_after(vm, request: EditRequest, prompts: Sequence[str] = (), before: 
     objects = [request.new] + ([request.old] if request.old else [])
     sides = {}
     for name, overlay in (("before", before), ("after", after)):
-        with session_weights(overlay):
+        with bind_session(overlay):
             sides[name] = _side(vm, all_prompts, objects, k)
     return [{"prompt": p, "kind": "edit" if i == 0 else "listed", "before": sides["before"][i],
              "after": sides["after"][i]} for i, p in enumerate(all_prompts)]
 
 
-__all__ = ["make_request", "top_tokens", "object_probs", "before_after", "MAX_PROMPTS"]
+def analyses_before_after(vm, analyze: Callable, analysis, before: Overlay | None, after: Overlay | None) -> list:
+    """``[before, after]``: ``analysis``'s prompt, position, target and settings analysed again by ``analyze``
+    (:func:`visit.pipeline.analyze`) on each set of weights (each trace keeps its own: ``Trace.overlay``)."""
+    out = []
+    for overlay in (before, after):
+        with bind_session(overlay):
+            out.append(analyze(vm, analysis.trace.prompt, None, analysis.trace.position, analysis.settings,
+                               target_id=analysis.target.id))
+    return out
+
+
+__all__ = ["make_request", "top_tokens", "object_probs", "before_after", "analyses_before_after", "MAX_PROMPTS"]

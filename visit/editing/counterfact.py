@@ -37,6 +37,7 @@ from visit.editing.request import EditRequest, object_ids
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
 from visit.hooks.batch import _cache, check_window, left_padded, pad_id
+from visit.models.overlay import NONE, bind_session
 
 METRICS = ("S", "ES", "EM", "PS", "PM", "NS", "NM")
 _DATA = Path(__file__).resolve().parent.parent / "data"
@@ -198,9 +199,15 @@ class Evaluation:
 
 def evaluate(vm, records: Sequence[Record], method: str = "rome", layer: int | None = None,
              progress: Progress | None = None, fluency=None, **options) -> Evaluation:
-    """Edit, evaluate and restore each record with ``method``; score the unedited model too. ``fluency(vm,
+    """Edit, evaluate and restore each record with ``method``; score the unedited model too. Always on the
+    model as loaded (a session's own edits are not part of it), as in seed 001's Table 3. ``fluency(vm,
     [record]) -> float | None`` (e.g. :func:`visit.generation.fluency.records_fluency`) adds GE, per record before
     and after its edit, and its mean to the metrics."""
+    with bind_session(NONE):
+        return _evaluate(vm, records, method, layer, progress, fluency, **options)
+
+
+def _evaluate(vm, records, method, layer, progress, fluency, **options) -> Evaluation:
     if not records:
         raise VisitError("no records to evaluate")
     check_editable(vm)

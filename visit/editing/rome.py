@@ -230,7 +230,7 @@ def _optimise_value(vm, layer: int, rows: _Rows, config: RomeConfig, progress: P
     nll_cols = torch.arange(width - n_t, width, device=vm.device) - t
     kl_col = rows.subject_cols[-1] - t
     pick = torch.arange(B, device=vm.device), torch.tensor(positions, device=vm.device)
-    with vm.lock:
+    with vm.weights_for():
         kv, _ = prefix_kv(vm, rows.batch, t, start=rows.context_end, past=_context_kv(vm, rows))
         delta = torch.zeros(vm.dims.d_model, device=vm.device, requires_grad=True)
         opt = torch.optim.Adam([delta], lr=config.lr)

@@ -52,7 +52,7 @@ def sample(vm, starts: Sequence[Sequence[int]], new_tokens: int, *, seed: int = 
     ids = torch.as_tensor([list(s) for s in starts], dtype=torch.long, device=vm.device)
     cache = _cache(vm, None)
     cur, first = ids, 0
-    # run() takes the model's lock per step, so other sessions interleave; this thread's weights are the same at
+    # run() takes the weights per step, so other sessions interleave; this context's weights are the same at
     # every step (visit.models.overlay), so the cache stays valid
     for step in range(new_tokens + (1 if visit else 0)):
         logits, rec = run(vm, cur, read=read, past_key_values=cache, logits_to_keep=1)

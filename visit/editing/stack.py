@@ -8,8 +8,8 @@ ends, also on an exception. So:
   edits give in their order (``torch.equal``, not ``W + d - d``);
 - with no block active the weights are the originals, so another session (another :class:`EditStack`, or none)
   never sees these edits; the model lock is held for the whole block, so nobody else runs the model meanwhile.
-- :meth:`overlay` hands the edits to :mod:`visit.models.overlay`: a thread working for the session then sees
-  them whenever it holds the model's lock (the app's session isolation), batch by batch.
+- :meth:`overlay` hands the edits to :mod:`visit.models.overlay`: work bound to the session sees them inside
+  every ``vm.weights_for()`` (the app's session isolation), pass by pass.
 
 Edits are computed sequentially, as ROME's sequential editing does: :meth:`EditStack.edit` runs the editor with
 the earlier edits applied. Reverting an early edit keeps the later ones' deltas as they were computed.
@@ -27,7 +27,7 @@ from visit.editing.editors import compute_edit, editor
 from visit.editing.request import EditRequest
 from visit.errors import VisitError
 from visit.hooks import run, weights_changed
-from visit.models.overlay import NONE, Overlay, session_weights
+from visit.models.overlay import NONE, Overlay, bind_session
 
 
 class EditStack:
@@ -52,8 +52,8 @@ class EditStack:
 
     @contextmanager
     def applied(self, vm) -> Iterator[None]:
-        """The model with every edit applied, in order, for the block (holding the model lock)."""
-        with session_weights(self.overlay()), vm.lock:
+        """The model with every edit applied, in order, for the block (``vm.weights_for`` these edits)."""
+        with vm.weights_for(self.overlay()):
             yield
 
     def push(self, vm, edit: Edit) -> Edit:
@@ -67,7 +67,7 @@ class EditStack:
                 raise VisitError(f"the {edit.method} edit produced a non-finite weight change for '{name}'; "
                                  f"it was not applied")
         ids = torch.tensor([vm.tokenizer(edit.request.prompt).input_ids])
-        with session_weights(NONE), weights_changed(vm, [e.deltas for e in self.edits] + [edit.deltas]):
+        with bind_session(NONE), weights_changed(vm, [e.deltas for e in self.edits] + [edit.deltas]):
             logits, _ = run(vm, ids, logits_to_keep=1)
             finite = bool(torch.isfinite(logits).all())
         if not finite:
@@ -81,7 +81,7 @@ class EditStack:
         fn = editor(method)
         prepare = getattr(fn, "prepare", None)
         if prepare is not None:  # work that must see the unedited model (ROME's key statistics)
-            with session_weights(NONE):
+            with bind_session(NONE):
                 options = prepare(vm, request, **options)
         with self.applied(vm):
             edit = compute_edit(vm, request, method, **options)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from visit.generation.generate import Generation, generate
-from visit.models.overlay import Overlay, session_weights
+from visit.models.overlay import Overlay, bind_session
 
 
 def continuations(vm, prompts: Sequence[str], before: Overlay | None, after: Overlay | None,
@@ -21,7 +21,7 @@ def continuations(vm, prompts: Sequence[str], before: Overlay | None, after: Ove
     """Per prompt: ``{"prompt", "before": Generation, "after": Generation}`` (greedy, ``max_new_tokens`` each)."""
     sides: dict[str, list[Generation]] = {}
     for name, overlay in (("before", before), ("after", after)):
-        with session_weights(overlay):
+        with bind_session(overlay):
             sides[name] = [generate(vm, p, max_new_tokens) for p in prompts]
     return [{"prompt": p, "before": b, "after": a} for p, b, a in zip(prompts, sides["before"], sides["after"])]
 

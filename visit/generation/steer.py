@@ -174,17 +174,17 @@ def direction(vm, what: str, prompt_ids: Sequence[int] | None = None) -> torch.T
     what = what.strip()
     if len(what) >= 2 and what[0] == what[-1] and what[0] in "\"'":
         token = resolve_target(vm.tokenizer, what[1:-1])
-        with vm.lock:
+        with vm.weights_for():
             return vm.weights.W_U[:, token.id].clone()
     node = parse_node(vm, what)
     layer = int(node.name.split(".")[1])
     if node.name.endswith("mlp.hook_post"):
-        with vm.lock:
+        with vm.weights_for():
             return vm.weights.W_out(layer)[node.index[0]].float().clone()
     if node.name.endswith("attn.hook_z") and len(node.index) == 1:
         if not prompt_ids:
             raise VisitError(f"dir({what}) is the head's output on the prompt: give the prompt")
-        with vm.lock:
+        with vm.weights_for():
             _, rec = run(vm, torch.tensor([list(prompt_ids)]), read=[node.name])
             z = rec[node.name][0, -1, node.index[0]].float()
             return z @ vm.weights.W_O(layer)[node.index[0]].float()

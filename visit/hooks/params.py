@@ -33,8 +33,9 @@ def parameter(vm, name: str) -> torch.nn.Parameter:
 def weights_changed(vm, deltas: Sequence[Delta] | Delta = (), key=None) -> Iterator[None]:
     """Add each delta in ``deltas`` (one mapping or a sequence applied in order) for the block's duration.
 
-    The sums are done in fp32 and cast to the parameter's dtype. Holds the model's lock throughout, so no
-    other thread sees the changed weights. ``key`` (hashable) names the change for the weights' version
+    The sums are done in fp32 and cast to the parameter's dtype, on top of the bound session's weights
+    (``vm.weights_for()``). Holds ``vm.lock`` exclusively throughout, so no other thread sees the changed weights
+    or runs the model meanwhile. ``key`` (hashable) names the change for the weights' version
     (:meth:`visit.models.weights.ModelWeights.changed`): the same key on the same weights gives the same
     version, so caches survive re-applying it; without a key the version is new every time. When the block
     ends the weights and the version are again the ones before.
@@ -44,7 +45,7 @@ def weights_changed(vm, deltas: Sequence[Delta] | Delta = (), key=None) -> Itera
     missing = [n for d in stack for n in d if n not in known]
     if missing:
         raise VisitError(f"the model has no parameter '{missing[0]}'")
-    with vm.lock, vm.weights.changed(stack, key):
+    with vm.lock, vm.weights_for(), vm.weights.changed(stack, key):
         yield
 
 

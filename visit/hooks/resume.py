@@ -82,7 +82,7 @@ def record(vm, input_ids: torch.Tensor, rows: int = 1, read: Iterable[str] = (),
            write: Iterable[Intervention] = ()) -> Recording:
     """Run ``input_ids [T]`` as ``rows`` identical batch rows (writes may make them differ) and keep the keys and
     values every attention layer used (all ``T`` positions, also on sliding-window layers, whose cache keeps
-    fewer). Caller holds ``vm.lock`` and decides about autograd."""
+    fewer). Caller is inside ``vm.weights_for()`` and decides about autograd."""
     ids = input_ids.reshape(1, -1).to(vm.device).expand(rows, -1)
     keys: dict[int, torch.Tensor] = {}
     values: dict[int, torch.Tensor] = {}
@@ -151,7 +151,7 @@ def resume(vm, recording: Recording, t: int, joins: Sequence[Join], write: Itera
     """Resume ``joins`` (sorted by ``layer``) at positions ``t..T-1``; returns the last position's logits
     ``[len(joins), d_vocab]`` and the values read (``[rows active there, T - t, ...]``).
 
-    Caller holds ``vm.lock`` and sets autograd (gradients flow to tensors in ``joins`` and in writes).
+    Caller is inside ``vm.weights_for()`` and sets autograd (gradients flow to tensors in ``joins`` and in writes).
     """
     layers = [j.layer for j in joins]
     if layers != sorted(layers):
@@ -213,7 +213,7 @@ def run_blocks(vm, layer: int, hidden: torch.Tensor, calls: Sequence[tuple[tuple
     Returns the final norm's output ``[rows, n, d_model]`` (no unembedding) and the values read. The result is
     what the pass the calls were captured from computes with ``hidden`` entering block ``layer``.
 
-    Caller holds ``vm.lock`` and sets autograd (gradients flow to ``hidden`` and to tensors in writes)."""
+    Caller is inside ``vm.weights_for()`` and sets autograd (gradients flow to ``hidden`` and to tensors in writes)."""
     t = past[0][0].shape[-2] if past else 0
     rows = hidden.shape[0]
     recording = Recording(torch.empty(0, dtype=torch.long), [k for k, _ in past], [v for _, v in past], None,

@@ -114,7 +114,8 @@ def hooked(vm, read: Iterable[str] = (), write: Iterable[Intervention] = (), det
 
 def run(vm, input_ids: torch.Tensor, read: Iterable[str] = (), write: Iterable[Intervention] = (),
         grad: bool = False, **model_kwargs) -> tuple[torch.Tensor, Hooked]:
-    """One forward pass of ``input_ids [batch, pos]`` with ``read``/``write``, under the model's lock.
+    """One forward pass of ``input_ids [batch, pos]`` with ``read``/``write``, inside ``vm.weights_for()``
+    (the bound session's weights; :mod:`visit.models.overlay`).
 
     Returns ``(logits [batch, pos, d_vocab], recorded)``. ``grad=True`` keeps autograd on (and the reads
     attached) for gradients with respect to written values.
@@ -122,6 +123,6 @@ def run(vm, input_ids: torch.Tensor, read: Iterable[str] = (), write: Iterable[I
     ids = input_ids.to(vm.device)
     if ids.dim() == 1:
         ids = ids.unsqueeze(0)
-    with vm.lock, torch.set_grad_enabled(grad), hooked(vm, read, write, detach=not grad) as rec:
+    with vm.weights_for(), torch.set_grad_enabled(grad), hooked(vm, read, write, detach=not grad) as rec:
         logits = vm.model(input_ids=ids, use_cache=False, **model_kwargs).logits
     return logits, rec

@@ -156,13 +156,13 @@ def causal_trace(vm, prompt: str, subject: str, target: str | int | None = None,
     gen = torch.Generator().manual_seed(seed)
     eps = (torch.randn(samples, s1 - s0, d, generator=gen) * noise).to(vm.device)
     reads = [hook_name(l, p) for l in range(L) for p in ("hook_resid_pre", *_POINT.values())]
-    # the lock is taken per pass, so other sessions' requests interleave; this thread's weights (its session's
-    # edits: visit.models.overlay) are the same at every acquisition, so the recorded prefixes stay valid
+    # the weights are taken per pass, so other sessions' requests interleave; this context's weights (its
+    # session's edits: visit.models.overlay) are the same at every weights_for, so the recorded prefixes stay valid
     with torch.no_grad():
-        with vm.lock:
+        with vm.weights_for():
             clean = record(vm, ids, rows=1, read=reads)
         tgt = _target(vm, target, clean.logits[0, -1])
-        with vm.lock:
+        with vm.weights_for():
             corrupt = record(vm, ids, rows=samples, read=reads + ["ln_final.hook_in"],
                              write=[add("hook_embed", eps.to(vm.model.dtype), positions=list(range(s0, s1)))])
         p_clean = float(clean.logits[0, -1].float().softmax(-1)[tgt.id])
@@ -177,7 +177,7 @@ def causal_trace(vm, prompt: str, subject: str, target: str | int | None = None,
         for t in range(s0, T):
             cells = [(k, l) for k in kinds for l in range(L)]
             for batch in _batches(cells, samples, window, L):
-                with vm.lock:
+                with vm.weights_for():
                     probs = _run_cells(vm, clean, corrupt, t, batch, samples, window, tgt.id)
                 for (k, l), p in zip(batch, probs):
                     result.kinds[k][t, l] = p

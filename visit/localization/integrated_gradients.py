@@ -101,8 +101,8 @@ def integrated_gradients(vm, prompt: str, target_id: int, steps: int = 20, layer
     ids, p = encode(vm, prompt, position)
     todo = _layers(vm, layers)
     out = torch.zeros(vm.dims.n_layers, vm.dims.d_mlp)
-    # the model's lock is taken per pass (forward and backward together: autograd keeps the weights it met), so
-    # other sessions interleave; this thread's weights are the same at every acquisition (visit.models.overlay)
+    # the weights are taken per pass (forward and backward together: autograd keeps the weights it met), so
+    # other sessions interleave; this context's weights are the same at every weights_for (visit.models.overlay)
     if method == "full":
         _full(vm, ids, p, target_id, steps, todo, out, progress)
     else:
@@ -124,7 +124,7 @@ def _full(vm, ids, p, target_id, steps, layers, out, progress) -> None:
         name = hook_name(layer, "mlp.hook_post")
         act = clean[name][0, p]  # [d_mlp]
         scaled = (a.to(act.dtype)[:, None] * act[None]).unsqueeze(1).requires_grad_(True)  # [m, 1, d_mlp]
-        with vm.lock:
+        with vm.weights_for():
             logits, _ = hooks.run(vm, batch, write=[hooks.replace(name, scaled, positions=[p])], grad=True)
             (grad,) = torch.autograd.grad(_prob(logits[:, p], target_id).sum(), [scaled])
         out[layer] = (act.float() * grad[:, 0].float().mean(0)).cpu()
@@ -149,7 +149,7 @@ def _passes(layers: list[int], steps: int, rows: int) -> list[list[tuple[int, in
 
 def _resumed(vm, ids, p, target_id, steps, layers, out, progress, rows) -> None:
     names = [hook_name(l, "hook_resid_pre") for l in layers] + [hook_name(l, "mlp.hook_post") for l in layers]
-    with torch.no_grad(), vm.lock:
+    with torch.no_grad(), vm.weights_for():
         rec = record(vm, ids, read=names)
     a = alphas(steps).to(vm.device)
     grads = {l: 0.0 for l in layers}
@@ -165,7 +165,7 @@ def _resumed(vm, ids, p, target_id, steps, layers, out, progress, rows) -> None:
             writes.append(hooks.replace(hook_name(layer, "mlp.hook_post"), leaf,
                                         rows=list(range(first, len(joins))), positions=[0]))
             leaves.append(leaf)
-        with torch.enable_grad(), vm.lock:
+        with torch.enable_grad(), vm.weights_for():
             logits, _ = resume(vm, rec, p, joins, write=writes)
             found = torch.autograd.grad(_prob(logits, target_id).sum(), leaves)
         for (layer, _k0, _k1), g in zip(units, found):

@@ -11,7 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,7 +24,8 @@ from visit.errors import VisitError
 from visit.models import dispatch, memory
 from visit.models.adapters import ArchAdapter, adapter_for, supported_model_types
 from visit.models.moe import neuron_count as moe_neuron_count
-from visit.models.overlay import ModelLock
+from visit.models.overlay import Overlay, SessionWeights
+from visit.models.rwlock import RWLock
 from visit.models.weights import ModelWeights
 
 DEFAULT_MODEL = "default"
@@ -59,7 +60,8 @@ class Dims:
 class VisitModel:
     """A loaded model with what the library needs around it.
 
-    ``lock`` serialises use of the model between threads (the web app serves several sessions).
+    ``lock`` (a readers-writer lock) and :meth:`weights_for` share the model between threads: the web app serves
+    several sessions, each with its own edits (:mod:`visit.models.overlay`).
     """
 
     model: nn.Module
@@ -68,7 +70,17 @@ class VisitModel:
     name: str
     dims: Dims
     weights: ModelWeights
-    lock: ModelLock  # reentrant; applies the holding thread's session edits (visit.models.overlay)
+    lock: RWLock  # shared: read the weights at rest; exclusive: the model alone (visit.models.overlay)
+    swap: SessionWeights = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.swap = SessionWeights(self)
+
+    def weights_for(self, overlay: Overlay | None = None):
+        """Context manager: the model holds ``overlay``'s weights for the block (default: the bound session's
+        edits) and this thread may run it; the edits are swapped out bit-exactly afterwards
+        (:mod:`visit.models.overlay`)."""
+        return self.swap.weights_for(overlay)
 
     @property
     def device(self) -> torch.device:
@@ -116,8 +128,7 @@ def wrap_model(model: nn.Module, tokenizer, name: str) -> VisitModel:
     model.eval()
     model.requires_grad_(False)
     dims = dims_of(model)
-    vm = VisitModel(model, tokenizer, adapter, name, dims, ModelWeights(model, adapter, dims), ModelLock())
-    vm.lock.bind(vm)
+    vm = VisitModel(model, tokenizer, adapter, name, dims, ModelWeights(model, adapter, dims), RWLock())
     return vm
 
 

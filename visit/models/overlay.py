@@ -1,28 +1,49 @@
-"""Whose weights a thread sees: a session's edits, swapped in whenever its thread holds the model's lock.
+"""Whose weights the model holds: a session's edits enter the tensors only inside ``vm.weights_for(...)``.
 
 The app keeps one copy of each model in memory and serves many browser sessions; each session may have its own
-knowledge edits (:class:`visit.editing.stack.EditStack`). The weights *at rest* are always the originals. A
-thread declares the session it works for with :func:`session_weights` (a :class:`Overlay`: the session's
-weight deltas and a key naming them); from then on, every time that thread takes the model's lock
-(:class:`ModelLock`, ``vm.lock``) at the outermost level, the deltas are added
-(:meth:`visit.models.weights.ModelWeights.changed`), and when it lets the lock go the originals are copied back
-bit-exactly. Everything in the library that runs the model or reads its weights holds ``vm.lock``, so:
+knowledge edits (:class:`visit.editing.stack.EditStack`, handed over as an :class:`Overlay`: weight deltas under
+a key). The weights *at rest* are always the originals.
 
-- a session's forward passes, traces, attributions and jobs see its edits, batch by batch, while other
-  sessions' requests interleave between batches and see theirs (or none);
-- nobody ever sees weights edited by another session: edits exist in the tensors only while the lock is held.
+The API (everything else in the library and the app goes through these four):
 
-A trace remembers the overlay it was computed under (``Trace.overlay``) and :func:`weights_of` re-enters it, so
-anything computed later from that trace (attribution, analyses, the rest of the graph) meets the same weights,
-whichever thread asks.
+``vm.lock`` -- :class:`visit.models.rwlock.RWLock`, a plain readers-writer lock over the weights' values.
+    ``with vm.lock.reading():`` reads the weights at rest, beside other readers and beside forward passes at rest;
+    ``with vm.lock:`` has the model to itself (no reader, no pass, no other session). It never changes the
+    weights by itself. A permanent in-place write (none in visit; tests) holds it and then calls
+    :meth:`visit.models.weights.ModelWeights.written`.
 
-Cost: applying is one fp32 add and copy per edited matrix (a ROME edit of the default model: one 1536 x 576
-matrix, about a millisecond) at every outermost acquisition by a session with edits, and the copy back at the
-release. Versions are keyed (:attr:`visit.models.weights.ModelWeights.version`), so caches derived from a
-session's edited weights stay valid across its requests. Work on an edited session's trace holds the lock (it is
-serialised with every other use of the model); work that only reads the weights at rest shares the lock's read
-side (:meth:`ModelLock.reading`) and runs beside other readers and forward passes, as it did before sessions
-could edit. Long jobs take the lock per pass, so other sessions interleave.
+``with vm.weights_for(overlay=None):`` -- the one context that swaps a session's edits in and out. For the block,
+    the model holds ``overlay``'s weights (default: those of the session this context is bound to, :func:`current`)
+    and the thread may run it:
+
+    - with edits: ``vm.lock`` exclusively, the deltas added (:meth:`visit.models.weights.ModelWeights.changed`),
+      and the originals copied back bit-exactly when the block ends, also on an exception;
+    - at rest: ``vm.lock``'s shared side, so readers keep running beside it;
+    - in both cases the model's pass mutex, so two threads' hooks never meet in one forward pass.
+
+    It also binds ``overlay`` for the block (nested calls without an argument agree). Reentrant: nested with the
+    same weights it is free; with other weights, or asking for edits while only reading, it raises
+    :class:`OverlayConflict`. Everything that runs the model takes it: :func:`visit.hooks.run`,
+    :func:`visit.tracer.trace`, and long jobs per pass or batch, so other sessions interleave between them.
+
+``with bind_session(overlay):`` -- the session this context works for (a ``ContextVar``, read by
+    :func:`current`); no lock, no tensor touched. The app binds every Dash callback to its session when it is
+    registered (:mod:`visit.ui.session_callbacks`) and the job runner runs each job bound to its session's weights
+    as they were when it was submitted (:class:`visit.ui.jobs.JobRunner`), so no panel names the weights. Library
+    code that compares weights (before/after an edit) binds them itself. A plain ``threading.Thread`` starts
+    unbound (the weights at rest, never another session's); to carry the binding into one, start it with
+    ``contextvars.copy_context().run`` as its target.
+
+``with weights_of(trace):`` -- the weights ``trace`` was computed on (``Trace.overlay``), for work derived from it
+    later, in any thread: ``weights_for(trace.overlay)`` for an edited trace, the shared side for one at rest.
+
+Guarantees: nobody sees another session's edits (they are in the tensors only while their thread holds the lock
+exclusively), readers of the weights at rest never see edits, and the weights and their version come back
+bit-exactly. Versions are keyed (:attr:`visit.models.weights.ModelWeights.version`), so caches derived from a
+session's edited weights stay valid across its requests.
+
+Cost: one fp32 add and copy per edited matrix (a ROME edit of the default model: one 1536 x 576 matrix, about a
+millisecond) at every outermost ``weights_for`` of a session with edits, and the copy back at its end.
 """
 
 from __future__ import annotations
@@ -31,9 +52,10 @@ import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, Sequence
+from typing import Iterator, Mapping
 
 import torch
+
 
 
 @dataclass(frozen=True)
@@ -55,14 +77,14 @@ _current: ContextVar[Overlay] = ContextVar("visit_overlay", default=NONE)
 
 
 def current() -> Overlay:
-    """The overlay this thread (context) works under; :data:`NONE` for the weights at rest."""
+    """The weights of the session this context is bound to; :data:`NONE` (the weights at rest) when unbound."""
     return _current.get()
 
 
 @contextmanager
-def session_weights(overlay: Overlay | None) -> Iterator[None]:
-    """Work under ``overlay`` (None: the weights at rest) for the block: later acquisitions of any model's
-    lock by this thread apply it. Set it before taking the lock; changing it while holding a lock raises."""
+def bind_session(overlay: Overlay | None) -> Iterator[None]:
+    """Work for the session whose weights are ``overlay`` (None: the weights at rest) in this block: later
+    ``vm.weights_for()`` calls without an argument use them. Touches no lock and no tensor."""
     token = _current.set(overlay or NONE)
     try:
         yield
@@ -70,159 +92,72 @@ def session_weights(overlay: Overlay | None) -> Iterator[None]:
         _current.reset(token)
 
 
-@contextmanager
-def weights_of(trace) -> Iterator[None]:
-    """Read the weights ``trace`` was computed on (its overlay) for the block: the model's lock with that overlay
-    applied, or, for a trace of the weights at rest, a shared read that runs beside other readers and beside
-    forward passes at rest, and only excludes a session's edits being swapped in (:meth:`ModelLock.reading`)."""
-    overlay = getattr(trace, "overlay", NONE)
-    with session_weights(overlay):
-        if overlay:
-            with trace.vm.lock:
-                yield
-        else:
-            with trace.vm.lock.reading():
-                yield
-
-
 class OverlayConflict(RuntimeError):
-    """A thread holding a model's lock under one overlay asked for it under another."""
+    """A thread inside ``weights_for`` asked for other weights (or for edits while only reading)."""
 
 
-class ModelLock:
-    """``vm.lock``: a reentrant lock that applies the holder's overlay (module doc) while it is held.
+class SessionWeights:
+    """The swap behind :meth:`visit.models.loading.VisitModel.weights_for` (one per model; module doc)."""
 
-    Two kinds of holders: the lock itself (exclusive: forward passes, which hook the model's modules, and any work
-    under a session's edits) and shared *readers* of the weights at rest (:meth:`reading`: building a graph,
-    attribution, lens projections from a trace of the unedited model). Swapping a session's edits in waits for
-    the readers to finish (and new readers wait for it), so a reader never sees edited tensors, while readers and
-    forward passes at rest run side by side. Order, to never deadlock: readers may then take the lock; a thread
-    applying edits takes the write side before the lock; a thread holding the lock reads without the read side.
-    """
-
-    def __init__(self):
-        self._lock = threading.RLock()
-        self._depth = 0  # only the owner thread reads or writes it
-        self._applied: Overlay = NONE
-        self._change = None
-        self._writing = False  # the owner holds the write side (its overlay is applied)
-        self._rw = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer = False  # a thread holds the write side
-        self._writers_waiting = 0
-        self._local = threading.local()  # this thread's read depth
-        self.vm = None  # set by :meth:`bind`
+    def __init__(self, vm):
+        self.vm = vm
+        self.passes = threading.RLock()  # forward passes one at a time: hooks are registered on shared modules
+        self._applied: Overlay | None = None  # what the exclusive holder swapped in; only that thread touches it
 
     @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Read the weights at rest for the block (shared with other readers; see the class doc)."""
-        if self.held_by_me():  # the lock already excludes edits being swapped in; it also checks the overlay
-            with self:
+    def weights_for(self, overlay: Overlay | None = None) -> Iterator[None]:
+        wanted = current() if overlay is None else overlay
+        lock = self.vm.lock
+        with bind_session(wanted):
+            if lock.held_by_me() and self._applied is not None:  # nested inside a swap
+                if wanted.key != self._applied.key:
+                    raise OverlayConflict(f"the model holds the weights {self._applied.key or 'at rest'}; asked "
+                                          f"for {wanted.key or 'the weights at rest'} inside")
+                with self.passes:
+                    yield
+            elif not wanted:
+                with lock.reading(), self.passes:
+                    yield
+            elif lock.reading_by_me():
+                raise OverlayConflict("a reader of the weights at rest asked for a session's edited weights")
+            else:
+                with lock, self._swapped(wanted), self.passes:
+                    yield
+
+    @contextmanager
+    def _swapped(self, overlay: Overlay) -> Iterator[None]:
+        """``overlay``'s deltas added for the block (the caller holds the lock exclusively)."""
+        self._applied = overlay
+        try:
+            with self.vm.weights.changed(list(overlay.deltas), key=overlay.key):
                 yield
-            return
-        depth = getattr(self._local, "reads", 0)
-        if depth == 0:
-            with self._rw:
-                while self._writer or self._writers_waiting:
-                    self._rw.wait()
-                self._readers += 1
-        self._local.reads = depth + 1
-        try:
+        finally:
+            self._applied = None
+
+
+@contextmanager
+def weights_of(trace) -> Iterator[None]:
+    """Read the weights ``trace`` was computed on (its overlay) for the block: ``weights_for`` its overlay when it
+    has edits, else the shared side of the lock (beside other readers and passes at rest), bound to no edits."""
+    overlay = getattr(trace, "overlay", NONE)
+    if overlay:
+        with trace.vm.weights_for(overlay):
             yield
-        finally:
-            self._local.reads = depth
-            if depth == 0:
-                with self._rw:
-                    self._readers -= 1
-                    if self._readers == 0:
-                        self._rw.notify_all()
-
-    def _write_acquire(self) -> None:
-        if getattr(self._local, "reads", 0):
-            raise OverlayConflict("a reader of the weights at rest asked for a session's edited weights")
-        with self._rw:
-            self._writers_waiting += 1
-            try:
-                while self._writer or self._readers:
-                    self._rw.wait()
-            finally:
-                self._writers_waiting -= 1
-            self._writer = True
-
-    def _write_release(self) -> None:
-        with self._rw:
-            self._writer = False
-            self._rw.notify_all()
-
-    def bind(self, vm) -> "ModelLock":
-        self.vm = vm
-        return self
-
-    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        wanted = current()
-        nested = self.held_by_me()
-        if wanted and not nested:
-            self._write_acquire()  # before the lock (see the class doc)
-        if not self._lock.acquire(blocking, timeout):
-            if wanted and not nested:
-                self._write_release()
-            return False
-        self._depth += 1
-        if self._depth > 1:
-            if wanted.key != self._applied.key:
-                self._depth -= 1
-                self._lock.release()
-                raise OverlayConflict(f"the model's lock is held under the weights {self._applied.key or 'at rest'}"
-                                      f" and was asked for under {wanted.key or 'the weights at rest'}")
-            return True
-        if wanted:
-            self._writing = True
-            change = self.vm.weights.changed(list(wanted.deltas), key=wanted.key)
-            try:
-                self._applied = wanted
-                change.__enter__()
-            except BaseException:
-                self._applied, self._depth, self._writing = NONE, self._depth - 1, False
-                self._lock.release()
-                self._write_release()
-                raise
-            self._change = change
-        return True
-
-    def release(self) -> None:
-        writing = False
-        try:
-            if self._depth == 1 and self._change is not None:
-                change, self._change = self._change, None
-                change.__exit__(None, None, None)
-        finally:
-            if self._depth == 1:
-                self._applied = NONE
-                writing, self._writing = self._writing, False
-            self._depth -= 1
-            self._lock.release()
-            if writing:
-                self._write_release()
-
-    def __enter__(self) -> "ModelLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-    def held_by_me(self) -> bool:
-        """True when this thread holds the lock (for assertions and tests)."""
-        return self._lock._is_owned()  # noqa: SLF001 - RLock has no public owner test
+    else:
+        with bind_session(NONE), trace.vm.lock.reading():
+            yield
 
 
 def version_under(vm, overlay: Overlay | None = None):
-    """The weights' version as a thread working under ``overlay`` (default: this thread's) sees it: read on the
-    lock's shared side for the weights at rest (no wait behind another session's forward pass)."""
+    """The weights' version as work under ``overlay`` (default: the bound session's) sees it; read on the lock's
+    shared side for the weights at rest (no wait behind another session's forward pass)."""
     overlay = overlay if overlay is not None else current()
-    with session_weights(overlay), (vm.lock if overlay else vm.lock.reading()):
+    if not overlay:
+        with vm.lock.reading():
+            return vm.weights.version
+    with vm.weights_for(overlay):
         return vm.weights.version
 
 
-__all__ = ["Overlay", "NONE", "current", "session_weights", "weights_of", "ModelLock", "OverlayConflict",
+__all__ = ["Overlay", "NONE", "current", "bind_session", "weights_of", "SessionWeights", "OverlayConflict",
            "version_under"]

@@ -101,32 +101,36 @@ class ModelWeights:
         self.dims = dims
         self.blocks = get_module(model, adapter.blocks)
         self._caches: dict[tuple, dict] = {}  # version -> {key: value}, the MEMO_VERSIONS most recent
-        self._params = list(model.parameters())
         self._state: tuple = ()  # keys of the temporary changes in force (:meth:`changed`): () at rest
-        self._offset = 0  # in-place counter increments of changes that were undone (:meth:`changed`)
+        self._writes = 0  # permanent in-place writes announced with :meth:`written`
 
     @property
     def version(self) -> tuple:
-        """Changes whenever a weight may have changed: PyTorch's in-place counters of the parameters (any edit,
-        also one we were not told about) and the temporary change in force
-        (:func:`visit.hooks.params.weights_changed`). Equal versions mean equal weights, so a cached value
-        computed under a version is valid whenever that version comes back:
+        """Changes whenever the weights change; equal versions mean equal weights, so a cached value computed under
+        a version is valid whenever that version comes back:
 
-        - when a temporary change ends, the originals are copied back bit-exactly and the version returns to
-          what it was (:meth:`changed`), so caches of the weights at rest survive a session's edits;
+        - a temporary change (:meth:`changed`, :func:`visit.hooks.params.weights_changed`, a session's edits)
+          gives the weights a version of their own while it lasts; when it ends the originals are copied back
+          bit-exactly and the version is again the one before, so caches of the weights at rest survive a
+          session's edits;
         - a change applied under a ``key`` (a session's edit stack: the ids of its edits, which never change)
           has the same version every time it is applied on the same weights, so that session's caches survive
-          other sessions' requests; one applied without a key gets a version never seen before.
+          other sessions' requests; one applied without a key gets a version never seen before;
+        - a permanent in-place write counts once it is announced with :meth:`written`.
         """
-        return self._state, sum(p._version for p in self._params) - self._offset
+        return self._state, self._writes
+
+    def written(self) -> None:
+        """Announce a permanent in-place write to the parameters (made holding ``vm.lock`` exclusively): every
+        cache keyed by :attr:`version` is stale from now on. Temporary changes go through :meth:`changed`."""
+        self._writes += 1
 
     @contextmanager
     def changed(self, deltas: list[Mapping[str, torch.Tensor]], key=None) -> Iterator[None]:
         """Add the deltas (``{parameter name: delta}``, in order, summed in fp32) for the block, then copy the
-        saved originals back bit-exactly, also on an exception. The caller holds the model's lock.
+        saved originals back bit-exactly, also on an exception. The caller holds ``vm.lock`` exclusively.
 
-        The version inside is keyed by ``key`` (none: a fresh one); afterwards it is the one before: the changed
-        parameters' in-place counters are discounted, while changes to other parameters in between stay visible."""
+        The version inside is keyed by ``key`` (none: a fresh one); afterwards it is the one before."""
         named = dict(self.model.named_parameters())
         params = {n: named[n] for n in dict.fromkeys(n for d in deltas for n in d)}
         offloaded = [n for n, p in params.items() if p.device.type == "meta"]
@@ -134,7 +138,7 @@ class ModelWeights:
             raise VisitError(f"cannot change '{offloaded[0]}': that layer is offloaded (--device-map); edits and "
                              f"weight changes need the model in memory")
         saved = {n: p.detach().clone() for n, p in params.items()}
-        state, offset, counters = self._state, self._offset, [p._version for p in params.values()]
+        state = self._state
         try:
             with torch.no_grad():
                 for n, p in params.items():
@@ -150,7 +154,6 @@ class ModelWeights:
                 for n, p in params.items():
                     p.copy_(saved[n])
             self._state = state
-            self._offset = offset + sum(p._version - v for p, v in zip(params.values(), counters))
 
     def block_module(self, layer: int, path: str) -> nn.Module:
         return get_module(self.blocks[layer], path)

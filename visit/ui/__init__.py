@@ -15,6 +15,7 @@ from visit.ui.controls import default_settings
 from visit.ui.layout import build_layout
 from visit.ui.panels import details, load_panels
 from visit.ui.panels.context import PanelContext
+from visit.ui.session_callbacks import bind_callbacks
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -33,6 +34,7 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     app.visit_sessions = sessions
     app.visit_jobs = panel_ctx.jobs  # long work of the panels (visit.ui.jobs.JobRunner)
     app.visit_context = panel_ctx  # what every panel's register_callbacks(app, ctx) gets
+    bind_callbacks(app, panel_ctx.using)  # every callback runs on its session's weights
     model_label = model.name if model is not None else "default model (loads on first trace)"
     settings = default_settings()
     app.layout = lambda: build_layout(model_label, settings, panel_modules)

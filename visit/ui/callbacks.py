@@ -14,7 +14,6 @@ from visit import limits, pipeline
 from visit.batching import TraceBatcher
 from visit.errors import VisitError
 from visit.graph.groups import EMPTY
-from visit.models.overlay import session_weights
 from visit.pipeline import export_html
 from visit.ui import fast, ids, model_fit, notice, url_state, views
 from visit.ui import queue as trace_queue
@@ -110,7 +109,7 @@ def register(app, registry, sessions, analyze):
         state = sessions.get(controls["session_id"])
         with state.lock:  # a second Enter waits for the first trace instead of interleaving with it
             try:
-                with queue.turn(controls["session_id"]), session_weights(state.overlay()):
+                with queue.turn(controls["session_id"]):
                     return trace_for(trigger, triggers, controls, state)
             except VisitError as exc:  # the queue is full
                 out = unchanged()

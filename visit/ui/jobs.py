@@ -7,6 +7,9 @@ once the user cancelled the job; long loops without progress calls use ``ctx.che
 
 Rules the runner keeps:
 
+- **bound to its session**: a job runs inside ``session_context(session_id)`` (the app's: that session's
+  weights as they were when the job was submitted, :mod:`visit.models.overlay`), made at submission, so job
+  functions never bind anything themselves;
 - **one running job per session**: :meth:`JobRunner.submit` cancels the session's running job first
   (``replace=True``) or refuses with a :class:`VisitError` (``replace=False``);
 - **bounded concurrency**: at most ``max_workers`` jobs compute at once (the rest wait, note "queued");
@@ -45,8 +48,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, ContextManager, Optional, Union
 
 from visit.errors import VisitError
 
@@ -54,6 +58,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("running", "done", "error", "cancelled")
 Cap = Optional[Union[int, Callable[[], int]]]  # a cap, a function reading one (e.g. a Limit's value), or none
+SessionContext = Callable[[str], ContextManager]  # session id -> what its jobs run in (see JobRunner)
 
 
 class Cancelled(Exception):
@@ -130,7 +135,10 @@ class JobRunner:
     """Runs panel jobs on daemon threads, one running job per session, ``max_workers`` at a time."""
 
     def __init__(self, max_workers: int = 2, max_sessions: int = 64, *, max_jobs: Cap = None,
-                 max_per_session: Cap = None):
+                 max_per_session: Cap = None, session_context: SessionContext | None = None):
+        """``session_context(session_id)``: the context manager a session's job runs in, made when the job is
+        submitted (the app's: the session's weights as they are then, :meth:`PanelContext.using`)."""
+        self.session_context = session_context
         self.max_workers = max(1, int(max_workers))
         self.max_sessions = max(1, int(max_sessions))
         self.max_jobs, self.max_per_session = max_jobs, max_per_session
@@ -162,7 +170,9 @@ class JobRunner:
             entry["running"] = job
             entry["latest"][kind] = job
             entry["last"] = job
-        threading.Thread(target=self._run, args=(job, fn), name=f"visit-job-{job.id}-{kind}", daemon=True).start()
+        within = self.session_context(session_id) if self.session_context is not None else nullcontext()
+        threading.Thread(target=self._run, args=(job, fn, within), name=f"visit-job-{job.id}-{kind}",
+                         daemon=True).start()
         return job
 
     def job(self, session_id: str, kind: str | None = None) -> Job | None:
@@ -256,12 +266,13 @@ class JobRunner:
                 if entry["running"] is job:
                     entry["running"] = None
 
-    def _run(self, job: Job, fn: Callable[[JobContext], Any]) -> None:
+    def _run(self, job: Job, fn: Callable[[JobContext], Any], within: ContextManager) -> None:
         try:
             with self._slots:
                 if not job._cancel.is_set():
                     job.note = ""
-                    self._call(job, fn)
+                    with within:
+                        self._call(job, fn)
         finally:
             with self._lock:
                 self._live.discard(job)

@@ -116,6 +116,13 @@ class SessionStore:
             state = self._sessions.get(session_id)
             return None if state is None else state.analysis
 
+    def overlay(self, session_id: str | None) -> Overlay:
+        """The weights the session works on now (:meth:`SessionState.overlay`); the weights at rest for an
+        unknown session (nothing is created)."""
+        with self._lock:
+            state = self._sessions.get(session_id) if session_id else None
+        return NONE if state is None else state.overlay()
+
     def notice(self, session_id: str | None) -> str | None:
         """Why the session has no analysis although it traced (the byte budget dropped it), or None."""
         with self._lock:

@@ -7,7 +7,8 @@ A panel is a module with:
 - ``layout() -> dash component`` -- the tab's content (built once, when the app starts; give every
   component an id prefixed with your module's name, e.g. ``"ablation-table"``);
 - ``register_callbacks(app, ctx)`` -- register callbacks with ``app.callback`` (never the global
-  ``dash.callback``: tests build several apps in one process). ``ctx`` is the app's
+  ``dash.callback``: tests build several apps in one process, and ``app.callback`` runs each callback on its
+  session's weights, :mod:`visit.ui.session_callbacks`). ``ctx`` is the app's
   :class:`visit.ui.panels.context.PanelContext`: ``ctx.analysis(session_id)`` is this browser session's
   current :class:`visit.pipeline.Analysis` (server-side; None before the first trace), ``ctx.state(session_id)``
   its whole state, ``ctx.model(session_id)`` the model it uses, ``ctx.jobs`` the job runner for long work

@@ -75,9 +75,8 @@ def register_callbacks(app, ctx):
             if prompt:  # the same checks and caps as the prompt box
                 prompt = parse_prompt(prompt)
                 check_prompt_length(vm.tokenizer, prompt)
-            with ctx.using(session_id):  # the session's weights (its edits)
-                _, other, diff = compare(vm, current, prompt, parse_target(target),
-                                         parse_int(position, "the position"), ctx.analyze)
+            _, other, diff = compare(vm, current, prompt, parse_target(target), parse_int(position, "the position"),
+                                     ctx.analyze)
         except VisitError as exc:
             return html.P(str(exc), className="message message-error"), no_update
         except Exception as exc:  # noqa: BLE001 - the panel keeps serving

@@ -10,10 +10,12 @@
 
 The model is shared by every session: change what a forward pass computes only through the hook layer's
 interventions (which undo themselves), never by editing weights in place. A session's knowledge edits
-(``ctx.state(session_id).edits``) exist in the weights only while a thread working for that session holds the
-model's lock (:mod:`visit.models.overlay`): run the model for a session inside ``with ctx.using(session_id):``
-(job functions started through :mod:`visit.ui.panels.job_widget` already are), and values computed later from
-one of its traces meet the trace's own weights by themselves.
+(``ctx.state(session_id).edits``) exist in the weights only inside ``vm.weights_for(...)``
+(:mod:`visit.models.overlay`), which every library function that runs the model takes with the session its context
+is bound to. Panels bind
+nothing: every callback registered with ``app.callback`` runs bound to its ``ids.SESSION`` session
+(:mod:`visit.ui.session_callbacks`), every job bound to its session's weights as they were when it was submitted
+(:class:`visit.ui.jobs.JobRunner`), and values computed later from a trace meet the trace's own weights.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Callable
 
 from visit import limits, pipeline
 from visit.models import VisitModel
-from visit.models.overlay import session_weights
+from visit.models.overlay import bind_session
 from visit.ui.jobs import JobRunner
 from visit.ui.model_registry import ModelRegistry
 from visit.ui.state import SessionState, SessionStore
@@ -49,8 +51,9 @@ class PanelContext:
         return self.registry.get(self.state(session_id).model_name)
 
     def using(self, session_id: str | None):
-        """Context manager: this thread works on the session's weights (its edits) until the block ends."""
-        return session_weights(self.state(session_id).overlay())
+        """Context manager: bind the block to the session's weights as they are now (its edits; none for an
+        unknown session). The app does it for every callback and job; tests call it directly."""
+        return bind_session(self.sessions.overlay(session_id))
 
     @classmethod
     def create(cls, *, model: VisitModel | None = None, loader=None, model_name: str = "default",
@@ -64,7 +67,9 @@ class PanelContext:
                          max_jobs=limits.JOBS.value, max_per_session=limits.JOBS_PER_SESSION.value)
         sessions = SessionStore(max_sessions, on_drop=jobs.drop)
         registry = ModelRegistry(loader=loader, preloaded=model, default_name=model_name)
-        return cls(sessions=sessions, jobs=jobs, registry=registry, analyze=analyze)
+        ctx = cls(sessions=sessions, jobs=jobs, registry=registry, analyze=analyze)
+        jobs.session_context = ctx.using  # every job runs on its session's weights
+        return ctx
 
 
 __all__ = ["PanelContext"]

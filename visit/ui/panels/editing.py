@@ -6,8 +6,8 @@ shows the old and new objects' probabilities before and after on the prompt and 
 difference of the flow graphs before and after the edit (aligned by node id); the graph is re-traced on the
 edited model with the most changed nodes marked. "Show the graph before the edits" toggles between the two.
 
-Edits belong to this browser session only (:class:`visit.editing.stack.EditStack` on the session's state, applied
-under the model's lock for this session's own work: :mod:`visit.models.overlay`); revert any one or all.
+Edits belong to this browser session only (:class:`visit.editing.stack.EditStack` on the session's state, swapped
+in only for this session's own work: :mod:`visit.models.overlay`); revert any one or all.
 Clicking a cell of the causal trace's heatmaps puts its layer (and the subject) here: "edit at this layer".
 """
 
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from dash import ALL, Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
-from visit.editing.before_after import before_after, make_request
+from visit.editing.before_after import analyses_before_after, before_after, make_request
 from visit.editing.counterfact import METRICS, evaluate, load_records
 from visit.editing.editors import EDITORS, editor
 from visit.errors import VisitError
 from visit.graph.diff import diff_graphs
 from visit.generation.edits import continuations
 from visit.generation.steer import differing
-from visit.models.overlay import session_weights
 from visit.report.editing import compact_difference, percent
 from visit.tokens import display_token
 from visit.ui import ids
@@ -126,11 +125,7 @@ def start(ctx, session_id: str, values: tuple):
         jc.progress(1, 3, "what the model says before and after")
         spoken = continuations(vm, [r["prompt"] for r in rows], before, after, SPEAK_TOKENS)
         jc.progress(2, 3, "the graph before and after")
-        graphs = []
-        for overlay in (before, after):
-            with session_weights(overlay):
-                graphs.append(ctx.analyze(vm, analysis.trace.prompt, None, analysis.trace.position,
-                                          analysis.settings, target_id=analysis.target.id))
+        graphs = analyses_before_after(vm, ctx.analyze, analysis, before, after)
 
         diff = diff_graphs(*graphs)
         edit.info.update(before_after=rows, difference=compact_difference(diff), difference_graph=diff)
@@ -154,8 +149,7 @@ def start_eval(ctx, session_id: str, values: tuple):
 
     def job(jc):
         jc.progress(0, len(records), "preparing the editor")
-        with session_weights(None):  # the model as loaded, as in seed 001's Table 3
-            return evaluate(vm, records, method, layer, progress=jc.progress, **options).to_json()
+        return evaluate(vm, records, method, layer, progress=jc.progress, **options).to_json()  # the model as loaded
 
     return job
 

@@ -41,7 +41,6 @@ from typing import Any, Callable, Sequence
 from dash import Input, Output, State, ctx as dash_ctx, dcc, html, no_update
 
 from visit.errors import VisitError
-from visit.models.overlay import session_weights
 from visit.ui import ids, views
 from visit.ui.jobs import Job, JobContext
 
@@ -103,7 +102,7 @@ class JobWidget:
             return self._error("this page has no session: reload it")
         try:
             fn = self._start(self.ctx, session_id, tuple(values))
-            job = self.ctx.jobs.submit(session_id, self.kind, _on_weights(self.ctx.state(session_id).overlay(), fn))
+            job = self.ctx.jobs.submit(session_id, self.kind, fn)  # runs on the session's weights (JobRunner)
         except VisitError as exc:
             return self._error(str(exc))
         except Exception as exc:  # noqa: BLE001 - the panel must survive its own bugs
@@ -188,14 +187,6 @@ class JobWidget:
 
 
 OUTPUT_NAMES = ("bar", "text", "progress_hidden", "status", "poll_off", "cancel_off", "seen")
-
-
-def _on_weights(overlay, fn):
-    """``fn`` run on the session's weights as they were when the job started (its edits, batch by batch)."""
-    def run(job):
-        with session_weights(overlay):
-            return fn(job)
-    return run
 
 
 def register_job_callbacks(app, ctx, prefix: str, kind: str, start: StartFn, render: RenderFn,
