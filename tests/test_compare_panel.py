@@ -53,6 +53,10 @@ def test_hostile_prompt_stays_text(served):
     children = out[f"{panel.RESULT}.children"]
     assert hostile in str(children)  # as a text child (React escapes it), never as markup
     assert "dangerouslySetInnerHTML" not in str(children)
+    # the exported report carries the comparison, escaped
+    page = client.export(session)[f"{ids.DOWNLOAD}.data"]["content"]
+    assert "Compare: this view against another" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and hostile not in page
 
 
 def test_a_changed_node_row_click_puts_it_into_the_graph(served):

@@ -55,6 +55,12 @@ class _Probe:
     def __getattr__(self, name):
         raise LookupError(f"read .{name}")
 
+    def __iter__(self):  # results kept as lists (verify's checks) or dicts (compare's difference)
+        raise LookupError("read by iterating")
+
+    def __getitem__(self, key):
+        raise LookupError(f"read [{key!r}]")
+
 
 @pytest.fixture(scope="module")
 def analysis(tiny_factory):

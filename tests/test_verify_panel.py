@@ -57,6 +57,8 @@ def test_verify_panel_shows_predicted_and_actual(served):
     assert "predicted" in text and "actual" in text
     scatter = out[f"{panel.SCATTER}.figure"]
     assert len(scatter["data"][1]["x"]) == 1
+    page = client.export(session)[f"{ids.DOWNLOAD}.data"]["content"]  # the report lists the check
+    assert "Verify: attribution against knock-outs" in page and f"{float(lp - before):+.4f}" in page
     out = client.call(f"{panel.RESULT}.children", f"{panel.RUN}.n_clicks", {**values, f"{panel.RUN}.n_clicks": 2})
     assert len(out[f"{panel.SCATTER}.figure"]["data"][1]["x"]) == 2  # the session's checks accumulate
     assert "This session's checks (2)" in str(out[f"{panel.RESULT}.children"])  # and are listed in a grid

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from visit.report import analyses, attribution, causal_trace, editing, generation, knowledge_neurons
+from visit.report import (analyses, attribution, causal_trace, compare, editing, generation, knowledge_neurons,
+                          verify)
 from visit.report.page import ReportSection
 
 ReportSections = Callable[..., list[ReportSection]]
@@ -48,8 +49,10 @@ CAUSAL_TRACE = Feature("causal_trace", "Causal tracing", panels=("causal_trace",
 KNOWLEDGE_NEURONS = Feature("knowledge_neurons", "Knowledge neurons", panels=("knowledge_neurons",),
                             commands=("knowledge-neurons",), report=knowledge_neurons.report_sections,
                             result_key=knowledge_neurons.RESULT_KEY)
-VERIFY = Feature("verify", "Verify the graph against the model", panels=("verify",))
-COMPARE = Feature("compare", "Compare two prompts' graphs", panels=("compare",))
+VERIFY = Feature("verify", "Verify the graph against the model", panels=("verify",), report=verify.report_sections,
+                 result_key=verify.RESULT_KEY)
+COMPARE = Feature("compare", "Compare two prompts' graphs", panels=("compare",), report=compare.report_sections,
+                  result_key=compare.RESULT_KEY)
 EDITING = Feature("editing", "Knowledge editing", panels=("editing",), commands=("edit", "edit-eval"),
                   report=editing.report_sections)
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from visit.links import view_query
-from visit.report import analyses, attribution, causal_trace, editing, generation, knowledge_neurons
+from visit.report import (analyses, attribution, causal_trace, compare, editing, generation, knowledge_neurons,
+                          verify)
 from visit.report.page import STYLE, ReportSection, standalone_page
 from visit.tokens import display_token
 
@@ -27,6 +28,8 @@ SECTIONS: tuple[Callable[..., list[ReportSection]], ...] = (
     attribution.report_sections,
     causal_trace.report_sections,
     knowledge_neurons.report_sections,
+    verify.report_sections,
+    compare.report_sections,
     editing.report_sections,
     generation.report_sections,
 )

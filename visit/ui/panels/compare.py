@@ -12,6 +12,7 @@ from dataclasses import replace
 from dash import Input, Output, State, dcc, html, no_update
 
 from visit.errors import VisitError
+from visit.features import COMPARE
 from visit.graph.diff import diff_graphs
 from visit.pipeline import redraw
 from visit.ui import ids
@@ -82,6 +83,7 @@ def register_callbacks(app, ctx):
         except Exception as exc:  # noqa: BLE001 - the panel keeps serving
             log.exception("compare failed")
             return html.P(f"compare failed: {type(exc).__name__}", className="message message-error"), no_update
+        current.extras[COMPARE.result_key] = diff  # the report's Compare section
         marks = tuple(diff["top_changed"])  # the difference marked in the graph (a one-trace patch)
         compared = html.Details([html.Summary("the compared graph (beside the main one)"),
                                  dcc.Graph(figure=other.figure, config=PANEL_GRAPH_CONFIG, className="compare-graph")],

@@ -5,14 +5,14 @@ goes into a calibration scatter (predicted x, actual y; on the diagonal, attribu
 from __future__ import annotations
 
 import logging
-from html import escape
 
-import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 from dash import ctx as dash_ctx
 
 from visit.errors import VisitError
+from visit.features import VERIFY
 from visit.graph.verify import VERIFIABLE, verify
+from visit.render.verify import calibration_figure
 from visit.ui import ids
 from visit.ui.charts import PANEL_GRAPH_CONFIG
 from visit.ui.clicks import node_id_from_click
@@ -42,28 +42,6 @@ def layout():
         dcc.Loading(html.Div(id=RESULT), type="dot"),
         dcc.Graph(id=SCATTER, figure=calibration_figure([]), config=PANEL_GRAPH_CONFIG, style={"height": "320px"}),
     ], className="panel")
-
-
-def calibration_figure(points: list[dict]) -> go.Figure:
-    """Predicted (attribution) against actual change of log p(target), one point per check, y = x drawn."""
-    xs = [p["predicted"] for p in points]
-    ys = [p["actual"] for p in points]
-    lo, hi = min(xs + ys + [-0.1]), max(xs + ys + [0.1])
-    fig = go.Figure([
-        go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#bbb", dash="dot"), hoverinfo="skip",
-                   showlegend=False),
-        go.Scatter(x=xs, y=ys, mode="markers", marker=dict(size=8, color="#316ec8"), showlegend=False,
-                   customdata=[[escape(p["label"]), p["mode"]] for p in points],
-                   hovertemplate="%{customdata[0]} (%{customdata[1]})<br>predicted %{x:.3f}<br>actual %{y:.3f}"
-                                 "<extra></extra>"),
-    ])
-    fig.update_layout(title=dict(text="Calibration: predicted vs actual Δ log p", font=dict(size=12), x=0.02),
-                      margin=dict(l=40, r=10, t=30, b=36), height=320, plot_bgcolor="white",
-                      xaxis=dict(title=dict(text="predicted (attribution)", font=dict(size=11)), zeroline=True,
-                                 gridcolor="#eee"),
-                      yaxis=dict(title=dict(text="actual (forward pass)", font=dict(size=11)), zeroline=True,
-                                 gridcolor="#eee"))
-    return fig
 
 
 def _points(state) -> list[dict]:
@@ -107,6 +85,7 @@ def register_callbacks(app, ctx):
         points = _points(state)
         points.append({"label": label, "mode": res["mode"], "predicted": res["predicted"], "actual": res["actual"]})
         del points[:-MAX_POINTS]
+        analysis.extras[VERIFY.result_key] = list(points)  # the report's Verify section
         return html.Div([render_result(res), checks_grid(points)]), calibration_figure(points)
 
 
