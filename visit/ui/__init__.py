@@ -17,7 +17,7 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
                panels=None) -> Dash:
     """Build the app. ``model`` is served as ``model_name`` (what users type to get it back);
     ``analyze`` defaults to :func:`visit.pipeline.analyze`; ``panels`` to the registry."""
-    from visit.ui import callbacks, url_state
+    from visit.ui import callbacks, url_state, welcome, workspace
     from visit.ui.controls import default_settings
     from visit.ui.layout import build_layout
     from visit.ui.panels import load_panels
@@ -38,6 +38,8 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     app.layout = lambda: build_layout(model_label, settings, panel_modules)
     callbacks.register(app, registry, sessions, analyze)
     url_state.register(app, sessions)  # links that reproduce a view
+    workspace.register(app)  # open a tool, arrange the split
+    welcome.register(app)  # example prompts trace on a click
     from visit.ui import pins
     from visit.ui.panels import details
 

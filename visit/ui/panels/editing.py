@@ -30,6 +30,9 @@ from visit.ui.panels.job_widget import JobIds, job_controls, register_job_callba
 from visit.ui.state import request_graph_update
 
 TITLE = "Editing"
+GROUP = "Edit"
+DESCRIPTION = "Rewrite a fact in this session's weights (ROME, KN-E) and see before and after, inside and out."
+WIDTH = 0.6
 PREFIX = "editing"
 KIND = "edit"
 TEMPLATE, SUBJECT, NEW, OLD = (f"{PREFIX}-{n}" for n in ("template", "subject", "new", "old"))

@@ -18,6 +18,9 @@ from visit.ui.grid import column, data_grid, first_clicked
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
 TITLE = "Knowledge neurons"
+GROUP = "Localize"
+DESCRIPTION = "The MLP neurons this fact depends on, by integrated gradients; suppress or enhance them."
+WIDTH = 0.55
 PREFIX = "kn"
 KIND = "knowledge-neurons"
 PARAPHRASES, STEPS, THRESHOLD, SHARE = f"{PREFIX}-paraphrases", f"{PREFIX}-steps", f"{PREFIX}-threshold", f"{PREFIX}-share"

@@ -18,6 +18,9 @@ from visit.ui.grid import column, data_grid
 from visit.ui.panels import PANEL_GRAPH_CONFIG
 
 TITLE = "Verify"
+GROUP = "Inspect"
+DESCRIPTION = "Knock out the nodes you picked in a real forward pass: does the actual change match the attribution?"
+WIDTH = 0.42
 NODES = "verify-nodes"
 MODE = "verify-mode"
 RUN = "verify-run"
