@@ -90,7 +90,7 @@ def main() -> int:
             driver.find_element(By.CSS_SELECTOR, ".legend-summary").click()
             time.sleep(0.4)
             shoot(driver, out / f"legend-{size}.png", problems)
-            driver.find_element(By.CSS_SELECTOR, ".legend-summary").click()
+            driver.find_element(By.CSS_SELECTOR, ".legend-close").click()
             example = next(b for b in driver.find_elements(By.CSS_SELECTOR, ".example-button") if b.text == EXAMPLE)
             example.click()
             sessions = app.visit_sessions

@@ -139,9 +139,20 @@ def open_tool(driver, title: str):
 
 
 # Every visible text run outside SVG (plotly draws its own text in SVG): its client rectangles, counted only where
-# the text is painted (document.elementFromPoint at the rectangle's centre is the text's own element); returns the
-# pairs of runs whose rectangles overlap by more than a pixel each way.
+# the text is painted (document.elementFromPoint at the rectangle's centre is the text's own element) and cut to
+# what its scrolling ancestors show; returns the pairs of runs whose rectangles overlap by more than a pixel each way.
 OVERLAPS_JS = r"""
+// the part of a rectangle its scrolling or clipping ancestors let through
+function painted(el, rect) {
+    let l = rect.left, t = rect.top, r = rect.right, b = rect.bottom;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+        const s = getComputedStyle(a);
+        if (s.overflowX === 'visible' && s.overflowY === 'visible') continue;
+        const c = a.getBoundingClientRect();
+        l = Math.max(l, c.left); t = Math.max(t, c.top); r = Math.min(r, c.right); b = Math.min(b, c.bottom);
+    }
+    return {left: l, top: t, right: r, bottom: b};
+}
 const runs = [];
 const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
 for (let node = walker.nextNode(); node; node = walker.nextNode()) {
@@ -153,7 +164,7 @@ for (let node = walker.nextNode(); node; node = walker.nextNode()) {
         if (r.width < 1 || r.height < 1) continue;
         const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
         if (hit !== el) continue;
-        runs.push({text: node.textContent.trim().slice(0, 40), r: r, node: node});
+        runs.push({text: node.textContent.trim().slice(0, 40), r: painted(el, r), node: node});
     }
 }
 const out = [];

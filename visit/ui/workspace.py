@@ -8,8 +8,11 @@ drags, and the tools grouped by what a person is doing in one bar above both.
 - Every tool's pane stays mounted (hidden when another is open), so switching back keeps its inputs, results and
   scroll, and a switch costs no re-render of the panel.
 - The split's sizes live in the browser (``assets/workspace.js``: CSS variables on ``<body>``, ``localStorage``):
-  the page's re-draws (a new trace) never touch them, and a reload keeps them. Each tool opens at its own share of
-  the width (the panel's ``WIDTH``) until the user drags the split while it is open.
+  the page's re-draws (a new trace) never touch them, and a reload keeps them. Switching tools keeps the split (a
+  resized flow graph is re-drawn: seconds with software rendering); a tool made for more room than the split gives
+  it (the panel's ``WIDTH``) offers "more room", which sets the split to that share.
+- The tool bar's buttons and panes change class in the browser at the click (assets/workspace.js); the clientside
+  callback only tells the panels (``ids.TABS``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ def tool_bar(panels, selected: str) -> html.Nav:
     groups = []
     for group, members in grouped(panels):
         buttons = [html.Button(p.TITLE, id={"type": TOOL, "index": tool_key(p)}, n_clicks=0,
-                               title=getattr(p, "DESCRIPTION", p.TITLE),
+                               title=getattr(p, "DESCRIPTION", p.TITLE), **{"data-tool": tool_key(p)},
                                className="tab tool-button" + (" tab-selected" if tool_key(p) == selected else ""))
                    for p in members]
         groups.append(html.Div([html.Span(group, className="tool-group-label"), *buttons], className="tool-group"))
@@ -47,7 +50,9 @@ def tool_pane(panel, selected: str) -> html.Section:
     key = tool_key(panel)
     description = getattr(panel, "DESCRIPTION", "")
     return html.Section([
-        html.Div([html.H2(panel.TITLE, className="tool-title"),
+        html.Div([html.Button("⇔ more room", className="btn btn-small tool-widen",
+                              title="give this tool the share of the width it is made for (or drag the bar)"),
+                  html.H2(panel.TITLE, className="tool-title"),
                   html.P(description, className="tool-description") if description else None,
                   html.P(EMPTY_STATE + (description or f"use {panel.TITLE}."), className="tool-empty")],
                  className="tool-head"),
@@ -75,9 +80,7 @@ def workspace(graph_area, panels) -> html.Div:
 def register(app) -> None:
     """The browser-side callbacks: open a tool, arrange the split, mark the page traced (``assets/workspace.js``)."""
     app.clientside_callback(
-        ClientsideFunction("visit_workspace", "select"),
-        Output(ids.TABS, "value"), Output({"type": TOOL, "index": ALL}, "className"),
-        Output({"type": TOOL_PANE, "index": ALL}, "className"),
+        ClientsideFunction("visit_workspace", "select"), Output(ids.TABS, "value"),
         Input({"type": TOOL, "index": ALL}, "n_clicks"), State(ids.TABS, "value"), prevent_initial_call=True)
     app.clientside_callback(
         ClientsideFunction("visit_workspace", "arrange"), Output(ARRANGEMENT, "data"),
