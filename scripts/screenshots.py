@@ -27,7 +27,8 @@ from visit.ui import create_app, ids  # noqa: E402
 from visit.ui.panels import load_panels, tool_key  # noqa: E402
 
 EXAMPLE = "The capital of France is"
-RUN = {"causal_trace": "causal", "editing": "editing"}  # tools whose work the script starts once: their job prefix  # tools whose work the script starts once
+RUN = {"causal_trace": "causal", "editing": "editing"}  # tools whose work the script starts once: their job prefix
+FILL = {"editing": {"editing-new": "Rome"}}  # what a tool needs typed before it runs (France -> Rome)  # tools whose work the script starts once
 BUSY_JS = "return !!document.querySelector('[data-dash-is-loading=\"true\"], .progress-active');"
 
 
@@ -57,6 +58,8 @@ def shoot(driver, path: Path, problems: dict) -> None:
 def run_tool(driver, key: str, timeout: float = 600) -> None:
     """Start the tool's work with its defaults and wait until its job is done."""
     prefix = RUN[key]
+    for box, text in FILL.get(key, {}).items():
+        bs.set_input(driver, box, text)
     driver.find_element(By.ID, f"{prefix}-start").click()
     time.sleep(1.0)
     bs.wait(driver, lambda d: d.find_element(By.ID, f"{prefix}-cancel").get_attribute("disabled") is not None,

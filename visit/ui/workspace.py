@@ -28,8 +28,8 @@ WORKSPACE = "visit-workspace"
 ARRANGE = "visit-arrange"  # pattern-matching id type: {"type": ARRANGE, "index": "side" | "stacked"}
 ARRANGEMENT = "visit-arrangement"  # dcc.Store: the arrangement picked last ("side" | "stacked"; the browser keeps it)
 EMPTY_STATE = "Nothing traced yet: type a prompt above and press Enter (or click an example on the graph), then: "
-ARRANGEMENTS = (("side", "◧ Graph beside", "the graph on the left, the tool on the right; drag the bar between them"),
-                ("stacked", "⬒ Graph above", "the graph on top, the tool the whole width under it; drag the bar"))
+ARRANGEMENTS = (("side", "◧ Beside", "the graph on the left, the tool on the right; drag the bar between them"),
+                ("stacked", "⬒ Above", "the graph on top, the tool the whole width under it; drag the bar"))
 
 
 def tool_bar(panels, selected: str) -> html.Nav:
