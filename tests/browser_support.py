@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
 CHROMIUM = os.environ.get("VISIT_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("VISIT_CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
+# what browser tests photograph (to look at after a run); docs/screenshots/ comes from the real model only
+# (scripts/screenshots.py)
+SHOTS = Path(os.environ.get("VISIT_TEST_SHOTS", Path(tempfile.gettempdir()) / "visit-test-screenshots"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 WAIT = 60  # seconds; tracing on a busy 2-core machine can be slow
 CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
