@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the browser helpers the tests use
 
 import browser_support as bs  # noqa: E402
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from visit.models import load_model  # noqa: E402
@@ -55,15 +56,21 @@ def shoot(driver, path: Path, problems: dict) -> None:
           flush=True)
 
 
-def run_tool(driver, key: str, timeout: float = 600) -> None:
-    """Start the tool's work with its defaults and wait until its job is done."""
+def run_tool(driver, key: str, problems: dict, timeout: float = 300) -> None:
+    """Start the tool's work with its defaults and wait until its job is done (a job still running after
+    ``timeout`` seconds is photographed as it is, and counted as a problem)."""
     prefix = RUN[key]
     for box, text in FILL.get(key, {}).items():
         bs.set_input(driver, box, text)
     driver.find_element(By.ID, f"{prefix}-start").click()
     time.sleep(1.0)
-    bs.wait(driver, lambda d: d.find_element(By.ID, f"{prefix}-cancel").get_attribute("disabled") is not None,
-            timeout=timeout, what=f"the {key} job done")
+    try:
+        bs.wait(driver, lambda d: d.find_element(By.ID, f"{prefix}-cancel").get_attribute("disabled") is not None,
+                timeout=timeout, what=f"the {key} job done")
+    except TimeoutException:
+        problems[f"{key} job"] = f"still running after {timeout:.0f} s"
+        print(f"  the {key} job is still running after {timeout:.0f} s", flush=True)
+        return
     settle(driver, 1.5)
 
 
@@ -106,7 +113,7 @@ def main() -> int:
                 bs.open_tool(driver, panel.TITLE)
                 settle(driver, 1.0)
                 if key in RUN and not args.no_run:
-                    run_tool(driver, key)
+                    run_tool(driver, key, problems)
                 shoot(driver, out / f"tool-{key}-{size}.png", problems)
             if not args.no_run:  # the edit stays in this session: a fresh page for the next size
                 driver.delete_all_cookies()
