@@ -124,10 +124,6 @@
         state.mode = id.index; apply(); resized();
         return id.index;
       },
-      traced: function (version, className) {
-        var want = version ? "workspace" : "workspace untraced";
-        return want === className ? no() : want;
-      },
       example: function (clicks, texts, traces) {
         var ctx = window.dash_clientside.callback_context;
         var id = ctx.triggered_id;

@@ -5,8 +5,9 @@ shift after the first draw.
     PYTHONPATH=. .venv/bin/python benchmarks/workspace_browser.py [--repeats 3] [--size 1600x1000]
 
 Per repeat: type a prompt, press Enter, time Enter -> plotly's first ``plotly_afterplot`` with the new traces; then
-wait for the whole graph (patched in after the first view) and sum the page's layout-shift entries after the first
-draw (``PerformanceObserver('layout-shift')``, Chromium's CLS score, inputs excluded). Then every tool of the tool
+wait for the whole graph (patched in after the first view) and sum the page's layout-shift entries from 200 ms after
+the first draw on (``PerformanceObserver('layout-shift')``, Chromium's CLS score, inputs excluded; the first draw's
+own frame, where the prompt's tokens, the chips and the layer strip arrive with the graph, is the first draw). Then every tool of the tool
 bar is opened in turn: click -> the next frame after the tool's pane is shown (``requestAnimationFrame`` +
 ``setTimeout 0``, so style, layout and paint of the pane are in). Medians; the traced forward pass is the median of
 ``visit.tracer.trace`` on the same prompt in this process after the browser has closed.
@@ -44,7 +45,7 @@ if (!gd.__bench) {
     gd.__bench = true;
     gd.on('plotly_afterplot', () => { if (!window.__drawn && gd.data.length) window.__drawn = performance.now(); });
     new PerformanceObserver(list => { for (const e of list.getEntries())
-        if (!e.hadRecentInput && window.__drawn && e.startTime > window.__drawn) window.__shift += e.value;
+        if (!e.hadRecentInput && window.__drawn && e.startTime > window.__drawn + 200) window.__shift += e.value;
     }).observe({type: 'layout-shift', buffered: false});
 }""" % ids.GRAPH
 SWITCH_JS = """

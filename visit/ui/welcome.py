@@ -28,7 +28,7 @@ def example_prompts(n: int = N_EXAMPLES) -> tuple[str, ...]:
 
 
 def examples() -> html.Div:
-    """Over the empty graph (hidden from the first trace on: ``.workspace.untraced`` in assets/workspace.css)."""
+    """Over the empty graph (hidden from the first graph on: ``.examples`` in assets/workspace.css)."""
     buttons = [html.Button(prompt, id={"type": EXAMPLE, "index": i}, n_clicks=0, className="example-button")
                for i, prompt in enumerate(example_prompts())]
     return html.Div([

@@ -74,17 +74,14 @@ def workspace(graph_area, panels) -> html.Div:
                       *[tool_pane(p, selected) for p in panels]], className="tools", id="visit-tools"),
         ], className="split", id="visit-split"),
         dcc.Store(id=ARRANGEMENT),
-    ], className="workspace untraced", id=WORKSPACE)
+    ], className="workspace", id=WORKSPACE)
 
 
 def register(app) -> None:
-    """The browser-side callbacks: open a tool, arrange the split, mark the page traced (``assets/workspace.js``)."""
+    """The browser-side callbacks: open a tool, arrange the split (``assets/workspace.js``)."""
     app.clientside_callback(
         ClientsideFunction("visit_workspace", "select"), Output(ids.TABS, "value"),
         Input({"type": TOOL, "index": ALL}, "n_clicks"), State(ids.TABS, "value"), prevent_initial_call=True)
     app.clientside_callback(
         ClientsideFunction("visit_workspace", "arrange"), Output(ARRANGEMENT, "data"),
         Input({"type": ARRANGE, "index": ALL}, "n_clicks"), prevent_initial_call=True)
-    app.clientside_callback(
-        ClientsideFunction("visit_workspace", "traced"), Output(WORKSPACE, "className"),
-        Input(ids.ANALYSIS_VERSION, "data"), State(WORKSPACE, "className"))
