@@ -43,9 +43,15 @@ def check_state(driver, what: str) -> None:
     assert bs.severe_errors(driver) == [], f"{what}: console errors"
 
 
-def whole_graph(server, driver):
-    analysis = server.app.visit_sessions.analysis(bs.session_id(driver))
-    return analysis if analysis is not None and not analysis.partial else None
+def whole_graph(server, driver, after: int = -1):
+    """The session's analysis once the whole graph is drawn, of a trace newer than version ``after``."""
+    state = server.app.visit_sessions.get(bs.session_id(driver))
+    analysis = state.analysis
+    return analysis if analysis is not None and not analysis.partial and state.version > after else None
+
+
+def version(server, driver) -> int:
+    return server.app.visit_sessions.get(bs.session_id(driver)).version
 
 
 @pytest.mark.parametrize("width,height", SIZES)
@@ -66,9 +72,10 @@ def test_every_tool_on_the_real_model(sized, server, width, height):
     driver.find_element(By.CSS_SELECTOR, ".legend-close").click()
     bs.wait(driver, lambda d: not d.find_element(By.CSS_SELECTOR, ".legend-body").is_displayed(), what="closed")
 
-    examples[0].click()  # "The capital of France is"
-    analysis = bs.wait(driver, lambda d: whole_graph(server, d), timeout=300, what="the traced example")
-    assert analysis.trace.prompt == examples[0].text == driver.find_element(By.ID, ids.PROMPT).get_attribute("value")
+    example, before = examples[0].text, version(server, driver)  # "The capital of France is"
+    examples[0].click()
+    analysis = bs.wait(driver, lambda d: whole_graph(server, d, before), timeout=300, what="the traced example")
+    assert analysis.trace.prompt == example == driver.find_element(By.ID, ids.PROMPT).get_attribute("value")
     assert analysis.target.token == analysis.top_predictions[0]["token"]  # blank target: the top prediction
     assert not driver.find_elements(By.CSS_SELECTOR, ".example-button")[0].is_displayed()  # gone once traced
     check_state(driver, "the traced graph")
@@ -94,8 +101,9 @@ def test_the_split_survives_a_new_trace(sized, server):
     driver = sized
     bs.set_viewport(driver, 1600, 1000)
     bs.open_page(driver, server)
-    driver.find_element(By.CSS_SELECTOR, ".example-button").click()
-    bs.wait(driver, lambda d: whole_graph(server, d), timeout=300, what="the traced example")
+    before = version(server, driver)
+    bs.wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".example-button"), what="the examples")[0].click()
+    bs.wait(driver, lambda d: whole_graph(server, d, before), timeout=300, what="the traced example")
     handle = driver.find_element(By.CSS_SELECTOR, ".split-handle")
     tools = driver.find_element(By.ID, "visit-tools")
     before = tools.size["width"]
@@ -106,12 +114,11 @@ def test_the_split_survives_a_new_trace(sized, server):
     assert widened > before + 150
     bs.open_tool(driver, "Editing")
     assert tools.size["width"] == widened  # a tool switch keeps the split
-    first = whole_graph(server, driver)
+    before = version(server, driver)
     box = driver.find_element(By.ID, ids.PROMPT)
     bs.set_input(driver, ids.PROMPT, "The capital of Italy is")
     box.send_keys("\n")
-    bs.wait(driver, lambda d: (a := whole_graph(server, d)) is not None and a is not first, timeout=300,
-            what="the new trace")
+    bs.wait(driver, lambda d: whole_graph(server, d, before), timeout=300, what="the new trace")
     assert tools.size["width"] == widened
     assert driver.find_element(By.CSS_SELECTOR, ".tool-pane.tool-open").get_attribute("data-tool") == "editing"
     driver.refresh()  # a reload keeps the split too
