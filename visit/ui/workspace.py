@@ -28,8 +28,8 @@ WORKSPACE = "visit-workspace"
 ARRANGE = "visit-arrange"  # pattern-matching id type: {"type": ARRANGE, "index": "side" | "stacked"}
 ARRANGEMENT = "visit-arrangement"  # dcc.Store: the arrangement picked last ("side" | "stacked"; the browser keeps it)
 EMPTY_STATE = "Nothing traced yet: type a prompt above and press Enter (or click an example on the graph), then: "
-ARRANGEMENTS = (("side", "◧ Beside", "the graph on the left, the tool on the right; drag the bar between them"),
-                ("stacked", "⬒ Above", "the graph on top, the tool the whole width under it; drag the bar"))
+ARRANGEMENTS = (("side", "◧", "graph beside the tool: the graph on the left, the tool on the right; drag the bar"),
+                ("stacked", "⬒", "graph above the tool: the tool takes the whole width under it; drag the bar"))
 
 
 def tool_bar(panels, selected: str) -> html.Nav:
@@ -41,7 +41,8 @@ def tool_bar(panels, selected: str) -> html.Nav:
                    for p in members]
         groups.append(html.Div([html.Span(group, className="tool-group-label"), *buttons], className="tool-group"))
     arrange = [html.Button(label, id={"type": ARRANGE, "index": key}, n_clicks=0, title=title,
-                           className="btn btn-small arrange-button") for key, label, title in ARRANGEMENTS]
+                           className="btn btn-small arrange-button", **{"aria-label": title.split(":")[0]})
+               for key, label, title in ARRANGEMENTS]
     return html.Nav([html.Div(groups, className="tool-groups"), html.Div(arrange, className="arrange")],
                     className="tool-bar", **{"aria-label": "tools"})
 
