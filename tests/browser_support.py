@@ -10,11 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
 CHROMIUM = os.environ.get("VISIT_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("VISIT_CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
+# what browser tests photograph (to look at after a run); docs/screenshots/ comes from the real model only
+# (scripts/screenshots.py)
+SHOTS = Path(os.environ.get("VISIT_TEST_SHOTS", Path(tempfile.gettempdir()) / "visit-test-screenshots"))
+SHOTS.mkdir(parents=True, exist_ok=True)
 WAIT = 60  # seconds; tracing on a busy 2-core machine can be slow
 CHROME_ARGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -111,3 +116,87 @@ def count_alerts(driver) -> int:
             for (const f of ['alert', 'confirm', 'prompt']) window[f] = () => { window.__alerts += 1; };
         }
         return window.__alerts;""")
+
+
+# ---- the workspace (visit/ui/workspace.py): tools, sizes, what a page shows ----------------------------
+
+def set_viewport(driver, width: int, height: int) -> None:
+    """The page's CSS viewport exactly ``width`` x ``height`` (window sizes include the browser's own frame)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def tool_buttons(driver) -> list:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_elements(By.CSS_SELECTOR, ".tool-button")
+
+
+def open_tool(driver, title: str):
+    """Click the tool bar's button titled ``title``; returns the tool's open pane."""
+    from selenium.webdriver.common.by import By
+
+    button = next(b for b in tool_buttons(driver) if b.text.strip() == title)
+    button.click()
+    wait(driver, lambda d: "tab-selected" in button.get_attribute("class")
+         and d.find_elements(By.CSS_SELECTOR, ".tool-pane.tool-open"), timeout=10, what=f"the {title} tool open")
+    return driver.find_element(By.CSS_SELECTOR, ".tool-pane.tool-open")
+
+
+# Every visible text run outside SVG (plotly draws its own text in SVG): its client rectangles, counted only where
+# the text is painted (document.elementFromPoint at the rectangle's centre is the text's own element) and cut to
+# what its scrolling ancestors show; returns the pairs of runs whose rectangles overlap by more than a pixel each way.
+OVERLAPS_JS = r"""
+// the part of a rectangle its scrolling or clipping ancestors let through
+function painted(el, rect) {
+    let l = rect.left, t = rect.top, r = rect.right, b = rect.bottom;
+    for (let a = el.parentElement; a; a = a.parentElement) {
+        const s = getComputedStyle(a);
+        if (s.overflowX === 'visible' && s.overflowY === 'visible') continue;
+        const c = a.getBoundingClientRect();
+        l = Math.max(l, c.left); t = Math.max(t, c.top); r = Math.min(r, c.right); b = Math.min(b, c.bottom);
+    }
+    return {left: l, top: t, right: r, bottom: b};
+}
+const runs = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el || el.closest('svg, script, style, option, datalist')) continue;
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    for (const r of range.getClientRects()) {
+        if (r.width < 1 || r.height < 1) continue;
+        const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+        if (hit !== el) continue;
+        runs.push({text: node.textContent.trim().slice(0, 40), r: painted(el, r), node: node});
+    }
+}
+const out = [];
+for (let i = 0; i < runs.length; i++) for (let j = i + 1; j < runs.length; j++) {
+    const a = runs[i], b = runs[j];
+    if (a.node === b.node) continue;
+    const w = Math.min(a.r.right, b.r.right) - Math.max(a.r.left, b.r.left);
+    const h = Math.min(a.r.bottom, b.r.bottom) - Math.max(a.r.top, b.r.top);
+    if (w > 1 && h > 1) out.push([a.text, b.text, Math.round(a.r.left), Math.round(a.r.top)]);
+}
+return out;
+"""
+
+# Visible error text nobody asked for: the page's and the panels' error classes, with text, on screen.
+ERRORS_JS = r"""
+const out = [];
+for (const el of document.querySelectorAll('.message-error, .error, .pins-note, .job-error, [class*="-error"]')) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.height > 0 && el.innerText && el.innerText.trim()) out.push(el.innerText.trim().slice(0, 200));
+}
+return out;
+"""
+
+
+def text_overlaps(driver) -> list:
+    return driver.execute_script(OVERLAPS_JS)
+
+
+def visible_errors(driver) -> list:
+    return driver.execute_script(ERRORS_JS)

@@ -2,12 +2,12 @@
 highlight it in the graph."""
 
 import re
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
+from browser_support import SHOTS  # noqa: E402
 from test_browser import Server, open_page, severe_errors, state, trace, wait  # noqa: E402,F401
 from selenium.webdriver.common.by import By  # noqa: E402
 
@@ -25,7 +25,7 @@ def server(tiny_factory):
 
 GRID = "#attribution-table .visit-grid"
 HOSTILE_PROMPT = "The <b>capital</b> of <img src=x onerror=alert(1)> France is"
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "attribution_grid.png"
+SCREENSHOT = SHOTS / "attribution_grid.png"
 
 
 def grid_rows(driver) -> list:

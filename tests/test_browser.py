@@ -388,7 +388,7 @@ def test_panel_can_redraw_the_graph(browser, server):
     open_page(browser, server)
     trace(browser, server, "The capital of France is")
     before = state(server, browser).version
-    tabs = browser.find_elements(By.CSS_SELECTOR, f"#{ids.TABS} .tab")
+    tabs = browser.find_elements(By.CSS_SELECTOR, ".tool-button")
     titles = [t.text for t in tabs]
     assert titles[0] == "Details" and titles[-1] == "Test panel" and len(titles) == len(PANELS) + 1
     tabs[-1].click()
@@ -408,7 +408,7 @@ def test_panel_can_redraw_the_graph(browser, server):
     browser.find_element(By.ID, ids.CLEAR_MARKS).click()
     wait(browser, lambda d: state(server, d).version > version_now, what="a re-trace without marks")
     assert state(server, browser).analysis.settings.highlight == ()
-    browser.find_elements(By.CSS_SELECTOR, f"#{ids.TABS} .tab")[0].click()
+    browser.find_elements(By.CSS_SELECTOR, ".tool-button")[0].click()
 
 
 def test_export_downloads_a_report_holding_the_graph(browser, server, downloads):

@@ -1,19 +1,18 @@
 """The causal-trace panel in a real headless Chromium: the subject prefilled for a shipped fact, the job's
 progress, the three heatmaps drawn, the result in the session (and a screenshot for the docs)."""
 
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-from browser_support import Server, open_page, set_input, severe_errors, wait  # noqa: E402
+from browser_support import SHOTS, Server, open_page, set_input, severe_errors, wait  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from test_browser import state, trace  # noqa: E402
 
 from visit.ui import create_app  # noqa: E402
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "causal_trace_panel.png"
+SCREENSHOT = SHOTS / "causal_trace_panel.png"
 
 
 @pytest.fixture(scope="module")

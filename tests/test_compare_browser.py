@@ -2,20 +2,19 @@
 graph, the changed nodes' grid), the compared graph beside the main one, and the most changed nodes highlighted
 in the main graph (screenshot for the docs)."""
 
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-from browser_support import Server, open_page, set_input, severe_errors, wait  # noqa: E402
+from browser_support import SHOTS, Server, open_page, set_input, severe_errors, wait  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from test_browser import state, trace  # noqa: E402
 
 from visit.ui import create_app  # noqa: E402
 from visit.ui.panels import compare as panel  # noqa: E402
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "compare_difference.png"
+SCREENSHOT = SHOTS / "compare_difference.png"
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,18 @@
 before/after table and the graph difference drawn, the graph re-traced on the edited weights, and a second
 browser session that traces the same prompt at the same time seeing the unedited model (screenshot for the docs)."""
 
-from pathlib import Path
 
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
-from browser_support import Server, open_page, session_id, set_input, severe_errors, wait  # noqa: E402
+from browser_support import SHOTS, Server, open_page, session_id, set_input, severe_errors, wait  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from test_browser import state, trace  # noqa: E402
 
 from visit.ui import create_app  # noqa: E402
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "editing_panel.png"
+SCREENSHOT = SHOTS / "editing_panel.png"
 PROMPT = "The capital of France is"
 
 

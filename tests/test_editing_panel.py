@@ -136,3 +136,18 @@ def test_counterfact_evaluation_from_the_panel(app_and_analysis):
     assert result["records"][0]["layer"] == 1 and job.done == job.total == 1
     assert "unedited" in str(render_eval(result, True))
     assert torch.equal(logits(vm), at_rest)  # every record restored
+
+
+def test_the_objects_table_aligns_before_and_after_and_colours_the_change():
+    from visit.editing.report import percent
+    from visit.ui.panels.editing import _objects_table
+
+    row = {"prompt": "The capital of France is",
+           "before": {"objects": {" Paris": 0.7, " Rome": 0.01}, "top": [{"token": " Paris"}]},
+           "after": {"objects": {" Paris": 0.1, " Rome": 0.6}, "top": [{"token": " Rome"}]}}
+    table = _objects_table([row])
+    cells = table.children[1].children[1:3]  # P( Paris), P( Rome)
+    for cell, obj, change in zip(cells, (" Paris", " Rome"), ("change-down", "change-up")):
+        before, _, after = cell.children
+        assert before.children == percent(row["before"]["objects"][obj]) and "num" in before.className
+        assert after.children == percent(row["after"]["objects"][obj]) and change in after.className

@@ -22,7 +22,7 @@ from test_browser import node_point, pointer_to, trace  # noqa: E402
 from visit.ui import create_app, ids  # noqa: E402
 from visit.ui.panels import verify as verify_panel  # noqa: E402
 
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SHOTS = browser_support.SHOTS
 BOXES_JS = """
     const gd = document.querySelector('#%s .js-plotly-plot');
     return Array.from(gd.querySelectorAll('.scatterlayer .trace text'))

@@ -145,9 +145,9 @@ def test_hostile_strings_show_literally_and_inert(browser, server, tokenizer):
             details = browser.find_element("id", "details-body").get_attribute("textContent")
             assert display_token(attrs["source_token"]) in details
             hovered = True
-            for tab in browser.find_elements("css selector", f"#{ids.TABS} .tab"):  # every panel, this prompt
+            for tab in browser.find_elements("css selector", ".tool-button"):  # every panel, this prompt
                 tab.click()
-            browser.find_elements("css selector", f"#{ids.TABS} .tab")[0].click()
+            browser.find_elements("css selector", ".tool-button")[0].click()
         assert tag_counts(browser, len(analysis.trace.tokens)) == baseline, prompt
         assert browser.execute_script("return document.querySelectorAll(arguments[0]).length", HANDLERS) == 0
         assert count_alerts(browser) == 0

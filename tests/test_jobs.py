@@ -225,3 +225,22 @@ def test_a_job_runs_inside_its_sessions_context_made_at_submission():
     runner.wait(job, WAIT)
     assert (job.status, job.result) == ("done", "edits-1") and bound.get() is None
     assert runner.wait(JobRunner().submit("s", "read", lambda ctx: bound.get()), WAIT).result is None  # unbound
+
+
+def test_a_stage_estimates_what_is_left_at_its_own_pace():
+    import time
+
+    from visit.ui.jobs import Job, JobContext
+    from visit.ui.panels.job_widget import running_text
+
+    job = Job(id=1, session_id="s", kind="edit")
+    ctx = JobContext(job)
+    assert job.remaining() is None and running_text(job).startswith("running… ")
+    ctx.progress(0, 10, "first edit at layer 6: building ROME's key statistics")
+    assert job.remaining() is None  # no step of this stage done yet
+    job.stage = (10, time.time() - 4.0, 0)  # the stage began 4 s ago; 2 of its 10 steps are done
+    ctx.progress(2, 10, "first edit at layer 6: building ROME's key statistics")
+    assert 15.5 < job.remaining() < 17.0  # 2 s a step, 8 steps left
+    assert "about 16 s left of this step" in running_text(job) or "about 17 s left" in running_text(job)
+    ctx.progress(0, 3, "probabilities before and after")  # the next stage: a new total, timed anew
+    assert job.stage[0] == 3 and job.remaining() is None

@@ -23,7 +23,7 @@ from test_browser import node_point, pointer_to, trace  # noqa: E402
 from visit.ui import create_app, ids, pins  # noqa: E402
 from visit.ui.panels import details  # noqa: E402
 
-SHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SHOTS = browser_support.SHOTS
 HOSTILE_LABEL = "<img src=x onerror=alert(1)>"
 TEXTS_JS = ("return Array.from(document.querySelectorAll('#%s .scatterlayer .trace text'))"
             ".filter(t => t.style.display !== 'none').map(t => t.textContent);" % ids.GRAPH)  # the labels shown

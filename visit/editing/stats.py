@@ -119,6 +119,11 @@ def key_stats(vm, layer: int, corpus: str | Path | None = None, tokens: int = DE
     return KeyStats(C, layer, n, description, vm.name, seconds)
 
 
+def building(layer: int) -> str:
+    """What a job computing the statistics is doing, in words (the progress notes start with it)."""
+    return f"first edit at layer {layer}: building ROME's key statistics (once; kept for the next edits)"
+
+
 def key_name(layer: int) -> str:
     """The hook point holding layer ``layer``'s keys."""
     return hook_name(layer, "mlp.hook_post")
@@ -169,7 +174,8 @@ def _sampled_stats(vm, layer: int, tokens: int, progress: Progress | None, use_c
 
         def step(done, total, _lo=lo, _hi=hi):
             if progress is not None:
-                progress(done, total, f"sampling the corpus: rows {_lo + 1}-{_hi} of {rows_needed}")
+                progress(done, total, f"{building(layer)}: sampling text from the model, rows {_lo + 1}-{_hi} of "
+                                      f"{rows_needed}")
 
         all_rows.append(sample(vm, rows[lo:hi], new, seed=SEED + g, read=[key_name(layer)], visit=visit,
                                progress=step, groups=sizes[g:end]).cpu())
@@ -202,7 +208,7 @@ def _rows_stats(vm, layer: int, rows: torch.Tensor, progress: Progress | None, l
         except _Stop:
             pass
         if progress is not None:
-            progress(b + 1, n_batches, f"keys of layer {layer}: batch {b + 1}/{n_batches}")
+            progress(b + 1, n_batches, f"{building(layer)}: keys of the corpus, batch {b + 1}/{n_batches}")
     return acc.result(vm.device), acc.n
 
 

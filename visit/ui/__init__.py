@@ -10,7 +10,7 @@ from pathlib import Path
 
 from dash import Dash
 
-from visit.ui import callbacks, pins, url_state
+from visit.ui import callbacks, pins, url_state, welcome, workspace
 from visit.ui.controls import default_settings
 from visit.ui.layout import build_layout
 from visit.ui.panels import details, load_panels
@@ -40,6 +40,8 @@ def create_app(model=None, loader=None, model_name: str = "default", max_session
     app.layout = lambda: build_layout(model_label, settings, panel_modules)
     callbacks.register(app, registry, sessions, analyze)
     url_state.register(app, sessions)  # links that reproduce a view
+    workspace.register(app)  # open a tool, arrange the split
+    welcome.register(app)  # example prompts trace on a click
 
     pins.register(app, sessions, details.NODE if details in panel_modules else None)  # pin, group, label
     for panel in panel_modules:

@@ -271,6 +271,7 @@ def present(analysis, vm, version: int, view=None, relayout=None) -> dict:
     layout = figure.setdefault("layout", {})
     layout.pop("height", None)  # fill the page's graph box instead
     layout["autosize"] = True
+    layout["showlegend"] = False  # the page's "How to read this graph" explains the marks; the graph keeps the room
     key = f"{vm.name}|{s.layer_start}|{s.layer_end}"
     layout["uirevision"] = key
     ranges = view.update(key, relayout) if view is not None else {}

@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 # Charts in the narrow side panel: plotly's tool bar would sit on their titles (the report keeps it)
-PANEL_GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False}
+PANEL_GRAPH_CONFIG = {"displaylogo": False, "displayModeBar": False, "responsive": True}

@@ -48,8 +48,12 @@ def diff_view(diff: dict, labels: tuple[str, str] = ("before", "after"), rows: i
         table_rows.append({"node": n, "kind": d["kind"], "rank": delta["target_rank"], "prob": delta["target_prob"],
                            "log_prob": delta["log_prob"], "attribution": delta["attribution"],
                            "marked": "yes" if d["top_changed"] else ""})
-    columns = [column("node"), column("kind"), column("rank", "Δ rank", "+d"), column("prob", "Δ p", "+.2%"),
-               column("log_prob", "Δ log p (lens)", "+.3f"), column("attribution", "Δ attribution", "+.3f"),
+    toward, away = ({"change-up": "params.value > 0", "change-down": "params.value < 0"},
+                    {"change-up": "params.value < 0", "change-down": "params.value > 0"})  # a lower rank is better
+    columns = [column("node"), column("kind"), column("rank", "Δ rank", "+d", cellClassRules=away),
+               column("prob", "Δ p", "+.2%", cellClassRules=toward),
+               column("log_prob", "Δ log p (lens)", "+.3f", cellClassRules=toward),
+               column("attribution", "Δ attribution", "+.3f", cellClassRules=toward),
                column("marked", "marked in the graph")]
     grid = data_grid(changed_grid_id(labels) if grid_id is None else grid_id,
                      table_rows, columns, page_size=10, class_name="diff-table")

@@ -82,6 +82,7 @@ class Job:
     error: str | None = None  # one line, once status == "error"
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    stage: tuple = ()  # (total, time, done) when the current stage (a new total) began: for :meth:`remaining`
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)
     _ended: threading.Event = field(default_factory=threading.Event, repr=False, compare=False)  # thread stopped
 
@@ -93,6 +94,13 @@ class Job:
     def elapsed(self) -> float:
         """Seconds since it started (until it finished, once it has)."""
         return (self.finished or time.time()) - self.started
+
+    def remaining(self) -> float | None:
+        """Seconds the current stage still needs at its pace so far (None before a step of it is done)."""
+        if not self.stage or not self.total or self.done <= self.stage[2]:
+            return None
+        total, since, first = self.stage
+        return (time.time() - since) / (self.done - first) * (total - self.done)
 
     def progress_text(self) -> str:
         """``"done/total note"`` (``"done note"`` while the total is unknown)."""
@@ -121,6 +129,8 @@ class JobContext:
         job = self._job
         with self._lock:
             self.check()
+            if not job.stage or job.stage[0] != int(total) or int(done) < job.done:  # a new stage: time it anew
+                job.stage = (int(total), time.time(), int(done))
             job.done, job.total, job.note = int(done), int(total), str(note)
 
     def partial(self, value) -> None:

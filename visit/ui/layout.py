@@ -1,12 +1,14 @@
-"""The page: a control bar on top, the graph with the per-layer strip, and panel tabs beside it."""
+"""The page: a control bar on top, then the workspace: the graph (with the per-layer strip) and the tool in use,
+side by side or one above the other (:mod:`visit.ui.workspace`)."""
 
 from __future__ import annotations
 
 from dash import dcc, html
 
-from visit.ui import ids, pins, views
+from visit.ui import ids, pins, views, welcome
 from visit.ui import queue as trace_queue
 from visit.ui.state import new_session_id
+from visit.ui.workspace import workspace
 
 PROMPT_PLACEHOLDER = "Type a prompt, e.g. The capital of France is"
 KNOB_LABELS = {
@@ -89,7 +91,8 @@ def header(model_label: str) -> html.Header:
     return html.Header([
         html.Div([html.Span("visit", className="brand"),
                   html.Span("the forward pass as a flow graph", className="tagline")]),
-        html.Div(model_label, id=ids.MODEL_STATUS, className="model-status"),
+        html.Div([welcome.legend(), html.Div(model_label, id=ids.MODEL_STATUS, className="model-status")],
+                 className="header-right"),
     ], className="header")
 
 
@@ -101,22 +104,18 @@ def graph_area() -> html.Div:
         html.Div(id=ids.MESSAGE, className="messages"),
         html.Div([html.Div(id=ids.PROMPT_TOKENS, className="prompt-tokens"),
                   html.Div(id=ids.PREDICTIONS, className="predictions")], className="summary-row"),
-        dcc.Loading(dcc.Graph(id=ids.GRAPH, figure=empty, className="graph",
-                              config={"displaylogo": False, "scrollZoom": True,
-                                      "toImageButtonOptions": {"format": "svg", "filename": "visit-graph"}}),
-                    id=ids.GRAPH_LOADING, type="default", delay_show=150, overlay_style={"visibility": "visible",
-                                                                                          "opacity": 0.5}),
+        html.Div([
+            dcc.Loading(dcc.Graph(id=ids.GRAPH, figure=empty, className="graph",
+                                  config={"displaylogo": False, "scrollZoom": True, "responsive": True,
+                                          "toImageButtonOptions": {"format": "svg", "filename": "visit-graph"}}),
+                        id=ids.GRAPH_LOADING, type="default", delay_show=150, parent_className="graph-loading",
+                        overlay_style={"visibility": "visible", "opacity": 0.5}),
+            welcome.examples(),
+        ], className="graph-box"),
         html.Div(id=ids.GRAPH_HINT, className="graph-hint"),
         pins.controls(),
         html.Div(id=ids.LAYER_STRIP, className="layer-strip"),
     ], className="graph-area")
-
-
-def panel_tabs(panels) -> html.Div:
-    tabs = [dcc.Tab(label=p.TITLE, value=p.__name__.rsplit(".", 1)[-1], children=p.layout(),
-                    className="tab", selected_className="tab-selected") for p in panels]
-    return html.Div(dcc.Tabs(id=ids.TABS, value=tabs[0].value if tabs else None, children=tabs,
-                             className="tabs"), className="side")
 
 
 def build_layout(model_label: str, settings, panels) -> html.Div:
@@ -133,5 +132,5 @@ def build_layout(model_label: str, settings, panels) -> html.Div:
         dcc.Download(id=ids.DOWNLOAD),
         header(model_label),
         control_bar(model_label, settings),
-        html.Main([graph_area(), panel_tabs(panels)], className="main"),
+        html.Main(workspace(graph_area(), panels), className="main"),
     ], className="page")

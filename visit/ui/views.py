@@ -47,10 +47,11 @@ def layer_strip(rows: list[dict], target_token: str) -> html.Div:
     """Per layer: the logit lens's top token and the target's rank after attention and after the MLP."""
     if not rows:
         return html.Div()
-    header = [html.Th("layer")] + [html.Th(str(r["layer"])) for r in rows]
-    body = []
+    header = [html.Th(str(r["layer"])) for r in rows]
+    body, heads = [], [html.Tr(html.Th("layer"))]
     for part, label in (("attn", "after attn"), ("mlp", "after MLP")):
-        cells = [html.Th(label, className="strip-rowhead")]
+        heads.append(html.Tr(html.Th(label, className="strip-rowhead")))
+        cells = []
         for r in rows:
             cell = r[part]
             tip = (f"layer {r['layer']} {label}: top {display_token(cell['top_token'])} ({percent(cell['top_prob'])}); "
@@ -70,8 +71,11 @@ def layer_strip(rows: list[dict], target_token: str) -> html.Div:
         html.Div([html.Span("Logit lens per layer", className="section-title"),
                   html.Span(f" target {display_token(target_token)}", className="strip-target"), legend],
                  className="strip-head"),
-        html.Div(html.Table([html.Thead(html.Tr(header)), html.Tbody(body)], className="strip-table"),
-                 className="strip-scroll"),
+        html.Div([  # the row heads stay put beside the scrolled cells (never drawn over them)
+            html.Table(html.Tbody(heads), className="strip-table strip-heads"),
+            html.Div(html.Table([html.Thead(html.Tr(header)), html.Tbody(body)], className="strip-table"),
+                     className="strip-scroll"),
+        ], className="strip-body"),
     ])
 
 
@@ -92,11 +96,10 @@ def edited_note(overlay) -> str | None:
             f"({'; '.join(labels)}). Editing → 'show the graph before the edits' traces the model as loaded.")
 
 
-def empty_figure(text: str = "Type a prompt and press Trace") -> dict:
-    """The graph box before anything is traced (or after a model switch cleared the old model's graph)."""
+def empty_figure() -> dict:
+    """The graph box before anything is traced (or after a model switch cleared the old model's graph); the
+    welcome overlay (:mod:`visit.ui.welcome`) says what to do."""
     return {"data": [], "layout": {"xaxis": {"visible": False}, "yaxis": {"visible": False},
-                                   "annotations": [{"text": text, "showarrow": False,
-                                                    "font": {"size": 16, "color": "#888"}}],
                                    "plot_bgcolor": "white", "paper_bgcolor": "white",
                                    "margin": {"l": 10, "r": 10, "t": 10, "b": 10}}}
 

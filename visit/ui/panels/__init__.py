@@ -1,9 +1,13 @@
-"""Panels: tabs beside the graph. Add yours to the import and to :data:`PANELS` (and its feature to
-:data:`visit.features.FEATURES`).
+"""Panels: the tools of the workspace beside the graph. Add yours to the import and to :data:`PANELS` (and its
+feature to :data:`visit.features.FEATURES`).
 
 A panel is a module with:
 
-- ``TITLE: str`` -- the tab's label;
+- ``TITLE: str`` -- the tool's label in the tool bar (keep it short: it is shown whole);
+- optionally ``GROUP: str`` -- what a person does with it, one of :data:`GROUPS` (others follow them; default
+  :data:`DEFAULT_GROUP`); ``DESCRIPTION: str`` -- one line under the tool's title saying what it is for and
+  what to do first; ``WIDTH: float`` -- the share of the page's width the tool's pane opens with (default
+  :data:`DEFAULT_WIDTH`; the user drags the split and the page remembers it per tool, :mod:`visit.ui.workspace`);
 - ``layout() -> dash component`` -- the tab's content (built once, when the app starts; give every
   component an id prefixed with your module's name, e.g. ``"ablation-table"``);
 - ``register_callbacks(app, ctx)`` -- register callbacks with ``app.callback`` (never the global
@@ -88,6 +92,11 @@ from visit.ui.panels import (
     verify,
 )
 
+# the tool bar's groups, in order: what a person is doing
+GROUPS: tuple[str, ...] = ("Inspect", "Localize", "Edit", "Compare", "Analyses", "Generate")
+DEFAULT_GROUP = "More"
+DEFAULT_WIDTH = 0.4
+
 PANELS: tuple[ModuleType, ...] = (details, layer_norm, alignment, regularization, attribution, causal_trace,
                                   knowledge_neurons, verify, compare, editing, generate)
 
@@ -103,3 +112,23 @@ def load_panels(panels=PANELS) -> list:
                 raise TypeError(f"panel {module.__name__} lacks {attr}")
         modules.append(module)
     return modules
+
+
+def tool_key(panel) -> str:
+    """The tool's value in ``ids.TABS`` (its module's last name, e.g. ``"causal_trace"``)."""
+    return panel.__name__.rsplit(".", 1)[-1]
+
+
+def grouped(panels) -> list[tuple[str, list]]:
+    """``[(group, [panel, ...]), ...]``: :data:`GROUPS` first in their order, then any other group in the order its
+    first panel comes; panels keep registry order within a group."""
+    groups: dict[str, list] = {}
+    for panel in panels:
+        groups.setdefault(getattr(panel, "GROUP", DEFAULT_GROUP), []).append(panel)
+    order = [g for g in GROUPS if g in groups] + [g for g in groups if g not in GROUPS]
+    return [(g, groups[g]) for g in order]
+
+
+def pane_width(panel) -> float:
+    """The share of the page's width the tool's pane opens with, kept within 0.2-1."""
+    return min(max(float(getattr(panel, "WIDTH", DEFAULT_WIDTH)), 0.2), 1.0)

@@ -15,6 +15,9 @@ from visit.ui.panels.analysis_widgets import (figure_component, message, registe
                                               sections_component, study_controls, table_component)
 
 TITLE = "Alignment"
+GROUP = "Analyses"
+DESCRIPTION = "How much heads, memory values and outputs agree on their top tokens (sim_k)."
+WIDTH = 0.5
 PREFIX = "alignment"
 TAB_VALUE = __name__.rsplit(".", 1)[-1]  # the app names each tab after its panel module
 BODY, LAYER, LAYER_BODY = f"{PREFIX}-body", f"{PREFIX}-layer", f"{PREFIX}-layer-body"

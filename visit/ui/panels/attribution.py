@@ -26,6 +26,10 @@ from visit.ui.grid import column, data_grid, first_clicked, shown_key
 from visit.ui.state import request_graph_update
 
 TITLE = "Attribution"
+GROUP = "Inspect"
+DESCRIPTION = ("Which layers, heads and neurons raise or lower log p(target), exactly; click one to find it in "
+               "the graph.")
+WIDTH = 0.5
 PREFIX = "attribution"
 TAB_VALUE = __name__.rsplit(".", 1)[-1]  # the app names each tab after its panel module
 KIND, METHOD, TOP = f"{PREFIX}-kind", f"{PREFIX}-method", f"{PREFIX}-top"

@@ -24,6 +24,9 @@ from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 from visit.ui.state import request_graph_update
 
 TITLE = "Causal trace"
+GROUP = "Localize"
+DESCRIPTION = "Where is the fact stored? Corrupt the subject, restore one state at a time (ROME's causal trace)."
+WIDTH = 0.55
 PREFIX = "causal"
 KIND = "causal-trace"
 SUBJECT, TARGET, SAMPLES, KIND_PICK = f"{PREFIX}-subject", f"{PREFIX}-target", f"{PREFIX}-samples", f"{PREFIX}-kinds"

@@ -22,6 +22,9 @@ from visit.ui.diff_view import diff_view, register_row_clicks
 from visit.ui.state import request_graph_update
 
 TITLE = "Compare"
+GROUP = "Compare"
+DESCRIPTION = "Trace another prompt, target or position and see which nodes changed, side by side."
+WIDTH = 0.6
 LABELS = ("this trace", "compared")
 PROMPT = "compare-prompt"
 TARGET = "compare-target"

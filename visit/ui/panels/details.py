@@ -14,6 +14,9 @@ from visit.ui.clicks import edge_from_click, node_id_from_click
 from visit.ui.details_view import details_panel
 
 TITLE = "Details"
+GROUP = "Inspect"
+DESCRIPTION = "Click a node or an edge in the graph: its top tokens, target rank, norm, entropy and neighbours."
+WIDTH = 0.34
 NODE = "details-node"
 BODY = "details-body"
 HINT = "Click a node in the graph (or pick one here) to see its top and bottom tokens, target rank, norm, entropy."

@@ -33,6 +33,10 @@ from visit.ui.panels.job_widget import JobIds, job_controls, register_job_callba
 from visit.ui.state import request_graph_update
 
 TITLE = "Editing"
+GROUP = "Edit"
+DESCRIPTION = ("Rewrite facts in this session's weights (ROME, MEMIT, AlphaEdit, KN-E) and see before and after, "
+               "inside and out.")
+WIDTH = 0.6
 PREFIX = "editing"
 KIND = "edit"
 TEMPLATE, SUBJECT, NEW, OLD = (f"{PREFIX}-{n}" for n in ("template", "subject", "new", "old"))
@@ -178,7 +182,10 @@ def _objects_table(rows: list[dict]) -> html.Table:
     for r in rows:
         cells = [html.Td(r["prompt"])]
         for o in objects:
-            cells.append(html.Td(f"{percent(r['before']['objects'][o])} → {percent(r['after']['objects'][o])}"))
+            before, after = r["before"]["objects"][o], r["after"]["objects"][o]
+            change = "change-up" if after > before else ("change-down" if after < before else "")
+            cells.append(html.Td([html.Span(percent(before), className="num"), html.Span(" → ", className="arrow"),
+                                  html.Span(percent(after), className=f"num {change}")], className="before-after"))
         cells.append(html.Td(f"{display_token(r['before']['top'][0]['token'])} → "
                              f"{display_token(r['after']['top'][0]['token'])}"))
         body.append(html.Tr(cells))

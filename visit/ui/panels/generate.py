@@ -32,6 +32,10 @@ from visit.ui.diff_view import diff_view, register_row_clicks
 from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 
 TITLE = "Generate"
+GROUP = "Generate"
+DESCRIPTION = ("What the model says: continue the prompt token by token (click a token to trace there); pin nodes "
+               "and Steer them to read the original and steered texts side by side.")
+WIDTH = 0.55
 PREFIX = "generate"
 KIND = "generate"
 STEER_PREFIX, STEER_KIND = f"{PREFIX}-steer", "steer"

@@ -137,7 +137,7 @@ class JobWidget:
         out["text"] = job.progress_text()
         mark = [job.id, job.partial_count]
         if running:
-            out["status"] = f"running… {job.elapsed:.0f} s"
+            out["status"] = running_text(job)
             if (job.partial is not None or fresh) and mark != seen:
                 out["seen"] = mark
         elif job.status == "done":
@@ -226,4 +226,19 @@ def register_job_callbacks(app, ctx, prefix: str, kind: str, start: StartFn, ren
     return widget
 
 
-__all__ = ["JobIds", "JobWidget", "job_controls", "register_job_callbacks"]
+def running_text(job: Job) -> str:
+    """``"running… 54 s, about 2 min left of this step"`` (the estimate once the step's pace is known)."""
+    text = f"running… {job.elapsed:.0f} s"
+    left = job.remaining()
+    if left is None:
+        return text
+    return text + f", about {_duration(left)} left of this step"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{round(seconds / 60)} min"
+
+
+__all__ = ["JobIds", "JobWidget", "job_controls", "register_job_callbacks", "running_text"]

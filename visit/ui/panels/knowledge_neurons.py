@@ -22,6 +22,9 @@ from visit.ui.panels.job_widget import job_controls, register_job_callbacks
 from visit.ui.state import request_graph_update
 
 TITLE = "Knowledge neurons"
+GROUP = "Localize"
+DESCRIPTION = "The MLP neurons this fact depends on, by integrated gradients; suppress or enhance them."
+WIDTH = 0.55
 PREFIX = "kn"
 KIND = "knowledge-neurons"
 PARAPHRASES, STEPS, THRESHOLD, SHARE = f"{PREFIX}-paraphrases", f"{PREFIX}-steps", f"{PREFIX}-threshold", f"{PREFIX}-share"

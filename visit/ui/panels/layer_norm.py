@@ -14,6 +14,9 @@ from visit.ui.panels.analysis_widgets import (figure_component, message, registe
                                               sections_component, study_controls, table_component)
 
 TITLE = "Layer norm"
+GROUP = "Analyses"
+DESCRIPTION = "What each layer norm promotes and demotes in the logit lens, against random vectors."
+WIDTH = 0.5
 PREFIX = "layer-norm"
 TAB_VALUE = __name__.rsplit(".", 1)[-1]  # the app names each tab after its panel module
 MODE, BODY, SITE, SITE_BODY = f"{PREFIX}-mode", f"{PREFIX}-body", f"{PREFIX}-site", f"{PREFIX}-site-body"

@@ -17,6 +17,9 @@ from visit.ui.panels.analysis_widgets import (register_study_callbacks, sections
 from visit.ui.state import request_graph_update
 
 TITLE = "Regularization neurons"
+GROUP = "Analyses"
+DESCRIPTION = "Neurons active on most prompts whatever they say; find them over the prompt set and flag them."
+WIDTH = 0.45
 PREFIX = "regularization"
 FLAG, HERE, MIN_SHARE, PER_LAYER = f"{PREFIX}-flag", f"{PREFIX}-here", f"{PREFIX}-min-share", f"{PREFIX}-per-layer"
 STUDIES = ("regularization",)

@@ -19,6 +19,9 @@ from visit.ui.clicks import node_id_from_click
 from visit.ui.grid import column, data_grid
 
 TITLE = "Verify"
+GROUP = "Inspect"
+DESCRIPTION = "Knock out the nodes you picked in a real forward pass: does the actual change match the attribution?"
+WIDTH = 0.42
 NODES = "verify-nodes"
 MODE = "verify-mode"
 RUN = "verify-run"
