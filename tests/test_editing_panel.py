@@ -139,7 +139,7 @@ def test_counterfact_evaluation_from_the_panel(app_and_analysis):
 
 
 def test_the_objects_table_aligns_before_and_after_and_colours_the_change():
-    from visit.editing.report import percent
+    from visit.report.editing import percent
     from visit.ui.panels.editing import _objects_table
 
     row = {"prompt": "The capital of France is",
