@@ -2,7 +2,6 @@
 click a generated token (the graph is traced at that position of prompt + continuation), pin a head, steer it and
 see the original and steered continuations side by side (screenshot for the docs)."""
 
-from pathlib import Path
 
 import pytest
 
@@ -13,14 +12,14 @@ import browser_support  # noqa: E402
 if not browser_support.available():
     pytest.skip("headless chromium + chromedriver are not installed", allow_module_level=True)
 
-from browser_support import Server, open_page, set_input, severe_errors, wait  # noqa: E402
+from browser_support import SHOTS, Server, open_page, set_input, severe_errors, wait  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from test_browser import node_point, state, trace  # noqa: E402
 from test_pins_browser import ctrl_click  # noqa: E402
 
 from visit.ui import create_app  # noqa: E402
 
-SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshots" / "generate_panel.png"
+SCREENSHOT = SHOTS / "generate_panel.png"
 PROMPT = "The capital of France is"
 PUSH = "L2.resid_pre += 30 * dir(\" Paris\")"
 
