@@ -1,0 +1,109 @@
+"""What runs where the model lives: the server side of a remote request, in plain torch.
+
+Everything here is shipped by value with each request (nnsight serialises these functions' source; the server
+has torch and nnsight, not visit), so this module imports nothing but torch and is handed only plain data:
+
+- a **plan** (:func:`run_sites`): the module sites of one forward pass in execution order, each with the parts
+  of its input or output to save and the writes to apply (:class:`visit.hooks.Intervention`, shipped by value
+  too), so a request reads and writes exactly what the hook layer would;
+- a **lens request** (:func:`lens_rows`): normed vectors in, the unembedding applied server-side, only the top
+  tokens, entropy and the target's probability and rank back;
+- a **weight request** (:func:`weight_slices`): named parameters (or rows of them) back, for the small
+  tensors the client computes with.
+
+A *part* is what a hook point's view needs of the module's value: ``value`` itself, element 0 (``first``) or 1
+(``pattern``) of a tuple, or ``.logits``; the client applies the view (:func:`visit.hooks.points.read`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+PARTS = ("value", "first", "pattern", "logits")
+
+
+def envoy_at(model, path: str):
+    """The envoy of ``path`` (``"model.layers.3.mlp"``; ``""`` for the root)."""
+    envoy = model
+    for name in path.split(".") if path else ():
+        envoy = envoy[int(name)] if name.isdigit() else getattr(envoy, name)
+    return envoy
+
+
+def part_of(value, part: str):
+    """One part of a module's input or output ``value``."""
+    if part == "value":
+        return value
+    if part == "logits":
+        return value.logits
+    if part == "pattern":
+        return value[1]
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def with_part(value, part: str, new):
+    """``value`` with ``part`` replaced by ``new`` (a new tuple for tuple values; ``.logits`` set in place)."""
+    if part == "value" or (part == "first" and not isinstance(value, (tuple, list))):
+        return new
+    if part == "logits":
+        value.logits = new
+        return value
+    return (new,) + tuple(value[1:])
+
+
+def run_sites(model, steps: list, keep: dict) -> dict:
+    """Run one planned forward pass's sites (inside an nnsight trace) and return what it saves.
+
+    ``steps``: ``[(path, side, reads, writes)]`` in the order the modules run; ``reads``: ``[(key, part)]``;
+    ``writes``: ``[(part, features, interventions)]``: the part viewed as ``[batch, pos, *features]``
+    (``features`` None: as it is) gets each intervention applied in turn. Saved values are cast to the model's
+    dtype, detached and moved to the CPU (``keep``: ``{key: positions}`` keeps only those positions of
+    ``[batch, pos, ...]`` values).
+    """
+    saved = {}
+    for path, side, reads, writes in steps:
+        envoy = envoy_at(model, path)
+        value = envoy.output if side == "out" else envoy.input
+        if writes:
+            for part, features, interventions in writes:
+                current = part_of(value, part)
+                x = current if features is None else current.reshape(*current.shape[:2], *features)
+                for iv in interventions:
+                    x = iv.apply(x)
+                value = with_part(value, part, x.reshape(current.shape))
+            if side == "out":
+                envoy.output = value
+            else:
+                envoy.input = value
+        for key, part in reads:
+            x = part_of(value, part)
+            if key in keep:
+                x = x[:, keep[key]]
+            saved[key] = x.detach().cpu()
+    return saved
+
+
+def lens_rows_at(model, path: str, normed: torch.Tensor, softcap, k: int, target, bottom: bool, top_tokens) -> dict:
+    """The logit lens of ``normed [n, d_model]`` (the final norm already applied) through the output embedding at
+    ``path`` (its weight ``[d_vocab, d_model]``, its bias if any, then the soft cap): ``top_tokens``' dict
+    (:func:`visit.lens.top_tokens`, shipped by value), on the CPU. Only ``[n, k]`` tokens travel back."""
+    unembed = envoy_at(model, path)
+    W, bias = unembed.weight.detach(), getattr(unembed, "bias", None)
+    logits = (normed.to(W.device, W.dtype) @ W.T).float()
+    if bias is not None:
+        logits = logits + bias.detach().float()
+    if softcap is not None:
+        logits = torch.tanh(logits / softcap) * softcap
+    out = top_tokens(logits, k, target, bottom)
+    return {key: (v.cpu() if torch.is_tensor(v) else v) for key, v in out.items()}
+
+
+def weight_slices(model, wanted: list) -> dict:
+    """``wanted``: ``[(key, module path, parameter name, rows or None)]`` -> ``{key: tensor}`` on the CPU in the
+    parameter's dtype (rows: indices along the parameter's first axis)."""
+    out = {}
+    for key, path, name, rows in wanted:
+        param = getattr(envoy_at(model, path), name)
+        param = param.detach()
+        out[key] = (param if rows is None else param[torch.as_tensor(rows, device=param.device)]).cpu().clone()
+    return out
