@@ -206,6 +206,7 @@ def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[
     """Batch row 0 of the recorded values, in fp32, plus the derived ones (scales, resid_pre/mid, results)."""
     d, w = vm.dims, vm.weights
     values: dict[str, torch.Tensor] = {}
+    zs: dict[int, torch.Tensor] = {}
     for layer in range(d.n_layers):
         p = f"blocks.{layer}"
         for name in _LAYER_READS + _post_reads(vm.adapter):
@@ -219,11 +220,13 @@ def _collect(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) -> dict[
         z = values[f"{p}.attn.hook_z"][pos]
         if f"{p}.ln1_post.hook_scale" in values:
             z = z / values[f"{p}.ln1_post.hook_scale"][pos]
-        values[f"{p}.attn.hook_result"] = torch.einsum("hd,hdm->hm", z, w.W_O(layer))
+        zs[layer] = z
         values[f"{p}.hook_resid_mid"] = (
             values[f"{p}.hook_resid_pre"] + values[f"{p}.hook_attn_out"] if vm.parallel
             else values[f"{p}.ln2.hook_in"]
         )
+    for layer, result in w.head_results(zs).items():  # all layers at once (one request for a remote model)
+        values[f"blocks.{layer}.attn.hook_result"] = result
     for name in ("ln_final.hook_in", "ln_final.hook_out"):
         values[name] = raw[name][0].float()
     values["ln_final.hook_scale"] = w.final_norm.scale(values["ln_final.hook_in"])

@@ -40,6 +40,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def load_from_args(args):
+    import visit.remote  # noqa: F401 - registers the ndif: scheme (remote models)
     from visit.models import load_model
 
     return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,

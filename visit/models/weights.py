@@ -203,6 +203,11 @@ class ModelWeights:
             ),
         )
 
+    def head_results(self, z: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """``{layer: z [n_heads, d_head]}`` (the coefficients of one position) -> ``{layer: [n_heads, d_model]}``:
+        each head's contribution, ``z[h] @ W_O[h]`` (a remote model computes it where the weights are)."""
+        return {layer: torch.einsum("hd,hdm->hm", zl, self.W_O(layer)) for layer, zl in z.items()}
+
     def b_O(self, layer: int) -> torch.Tensor:
         """``[d_model]`` (zeros when the model has no output bias; effective like :meth:`W_O`)"""
         return self._view(

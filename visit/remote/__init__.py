@@ -11,9 +11,8 @@ Importing this package registers the ``ndif:`` scheme with :func:`visit.models.l
 """
 
 from visit.models.loading import register_scheme
-from visit.remote.backend import refuse_edit
 from visit.remote.loading import PREFIX, is_remote, load_remote
 
 register_scheme(PREFIX, load_remote)
 
-__all__ = ["PREFIX", "is_remote", "load_remote", "refuse_edit"]
+__all__ = ["PREFIX", "is_remote", "load_remote"]

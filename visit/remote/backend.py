@@ -12,7 +12,8 @@ tracing make); the q/k/v slices of fused projections, the gate half of fused MLP
 computed views cannot be written remotely (one line says so).
 
 Not remote: gradients (``grad=True``: integrated gradients, ROME), key/value caches (``past_key_values``),
-and anything that changes weights (:func:`refuse_edit`).
+and anything that changes weights (:func:`visit.editing.edit.check_editable`,
+:func:`visit.hooks.weights_changed` refuse remote models with one line).
 """
 
 from __future__ import annotations
@@ -49,8 +50,10 @@ class RemoteBackend:
 
     # -- forward passes ------------------------------------------------------------------------------------
     def run(self, vm, input_ids: torch.Tensor, read: Iterable[str] = (), write: Iterable[Intervention] = (),
-            grad: bool = False, **model_kwargs) -> tuple[torch.Tensor, Hooked]:
-        """:func:`visit.hooks.run` for a remote model: ``(logits [batch, pos, d_vocab], recorded)``."""
+            grad: bool = False, target: int | None = None, **model_kwargs) -> tuple[torch.Tensor, Hooked]:
+        """:func:`visit.hooks.run` for a remote model: ``(logits [batch, pos, d_vocab], recorded)``; with
+        ``target`` (a token id), instead of the logits each row's probability of it at the last position
+        (``[batch]``), computed where the model lives (causal tracing needs no more)."""
         if grad:
             raise VisitError(f"{vm.name} runs remotely: gradients (integrated gradients, editing) are not "
                              f"available for remote models")
@@ -63,7 +66,8 @@ class RemoteBackend:
         read, write = list(dict.fromkeys(read)), list(write)
         steps, points = self.plan(vm, read, write)
         kwargs = {k: (v.cpu() if torch.is_tensor(v) else v) for k, v in model_kwargs.items()}
-        saved = self.transport.request("forward", ids, program.run_sites, steps, {}, use_cache=False, **kwargs)
+        saved = self.transport.request("forward", ids, program.run_sites, steps, {}, target,
+                                        use_cache=False, **kwargs)
         rec = Hooked()
         for name in read:
             point = points[name]
@@ -131,6 +135,12 @@ class RemoteBackend:
         """A hook point's module path as the envoy path where the model lives."""
         return {"<root>": "", "<unembed>": self.unembed_path}.get(module, module)
 
+    def causal_trace(self, vm, *args, **kwargs):
+        """:func:`visit.localization.causal_trace.causal_trace` for a remote model (:mod:`visit.remote.causal`)."""
+        from visit.remote.causal import causal_trace  # methods layer: imported where it is used, not at start-up
+
+        return causal_trace(vm, *args, **kwargs)
+
     # -- the logit lens --------------------------------------------------------------------------------------
     def lens_chunk(self, lens):
         """A :meth:`visit.lens.LogitLens._project_chunk` that applies the final norm here (its parameters are
@@ -162,10 +172,3 @@ def _first_device(model) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
-
-
-def refuse_edit(vm) -> None:
-    """Editing (ROME, MEMIT, knowledge-neuron edits, a session's weight changes) needs the weights in memory."""
-    if vm.backend is not None:
-        raise VisitError(f"{vm.name} runs remotely (NDIF): editing changes weights, which stay on the server; "
-                         f"edit a model loaded locally")

@@ -73,6 +73,7 @@ def load_remote(name: str, **_placement) -> VisitModel:
     client.hf_device_map = {"": "cpu"}  # visit computes on the CPU (visit.models.dispatch.compute_device)
     vm = wrap_model(client, tokenizer, f"{PREFIX}{display}")
     vm.backend = backend
+    vm.weights = rw.RemoteWeights(client, vm.adapter, vm.dims, cache, backend)
     rw.prefetch_small(client, cache)
     return vm
 

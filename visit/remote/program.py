@@ -51,14 +51,15 @@ def with_part(value, part: str, new):
     return (new,) + tuple(value[1:])
 
 
-def run_sites(model, steps: list, keep: dict) -> dict:
+def run_sites(model, steps: list, keep: dict, target=None) -> dict:
     """Run one planned forward pass's sites (inside an nnsight trace) and return what it saves.
 
     ``steps``: ``[(path, side, reads, writes)]`` in the order the modules run; ``reads``: ``[(key, part)]``;
     ``writes``: ``[(part, features, interventions)]``: the part viewed as ``[batch, pos, *features]``
     (``features`` None: as it is) gets each intervention applied in turn. Saved values are cast to the model's
     dtype, detached and moved to the CPU (``keep``: ``{key: positions}`` keeps only those positions of
-    ``[batch, pos, ...]`` values).
+    ``[batch, pos, ...]`` values). With ``target`` (a token id) the logits come back as each row's
+    probability of it at the last position only (``[batch]``).
     """
     saved = {}
     for path, side, reads, writes in steps:
@@ -79,7 +80,9 @@ def run_sites(model, steps: list, keep: dict) -> dict:
             x = part_of(value, part)
             if key in keep:
                 x = x[:, keep[key]]
-            saved[key] = x.detach().cpu()
+            saved[key] = x.detach().cpu().clone()  # a view would carry its whole storage over the wire
+    if target is not None:
+        saved["logits"] = saved["logits"][:, -1].float().softmax(-1)[:, target].clone()
     return saved
 
 
@@ -95,15 +98,31 @@ def lens_rows_at(model, path: str, normed: torch.Tensor, softcap, k: int, target
     if softcap is not None:
         logits = torch.tanh(logits / softcap) * softcap
     out = top_tokens(logits, k, target, bottom)
-    return {key: (v.cpu() if torch.is_tensor(v) else v) for key, v in out.items()}
+    return {key: (v.cpu().clone() if torch.is_tensor(v) else v) for key, v in out.items()}  # not views: see above
 
 
 def weight_slices(model, wanted: list) -> dict:
-    """``wanted``: ``[(key, module path, parameter name, rows or None)]`` -> ``{key: tensor}`` on the CPU in the
-    parameter's dtype (rows: indices along the parameter's first axis)."""
+    """``wanted``: ``[(key, module path, parameter name, indices or None, axis)]`` -> ``{key: tensor}`` on the
+    CPU in the parameter's dtype: the whole parameter, or the given indices along ``axis``."""
     out = {}
-    for key, path, name, rows in wanted:
-        param = getattr(envoy_at(model, path), name)
-        param = param.detach()
-        out[key] = (param if rows is None else param[torch.as_tensor(rows, device=param.device)]).cpu().clone()
+    for key, path, name, index, axis in wanted:
+        param = getattr(envoy_at(model, path), name).detach()
+        if index is not None:
+            param = param.index_select(axis, torch.as_tensor(index, device=param.device))
+        out[key] = param.cpu().clone()
     return out
+
+
+def head_results(model, paths: list, z: torch.Tensor, conv1d: bool) -> torch.Tensor:
+    """Each head's output at one position through its slice of the output projection, for several layers:
+    ``z [layers, heads, d_head]`` and the projections at ``paths`` -> ``[layers, heads, d_model]`` (fp32)."""
+    out = []
+    for path, zl in zip(paths, z):
+        W = envoy_at(model, path).weight.detach()
+        n_heads, d_head = zl.shape
+        zl = zl.to(W.device, W.dtype)
+        if conv1d:  # [H * dh, d_model]
+            out.append(torch.einsum("hd,hdm->hm", zl, W.view(n_heads, d_head, -1)).float().cpu())
+        else:  # nn.Linear: [d_model, H * dh]
+            out.append(torch.einsum("hd,mhd->hm", zl, W.view(-1, n_heads, d_head)).float().cpu())
+    return torch.stack(out)
