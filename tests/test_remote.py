@@ -116,12 +116,21 @@ def test_interventions_run_remotely(pair):
 @pytest.mark.parametrize("pair", ["llama"], indirect=True)
 def test_causal_trace_grid_equal_local(pair):
     local, remote = pair
-    kw = dict(subject="Eiffel Tower", samples=3, window=2, noise=0.5)
-    a, b = causal_trace(local, PROMPT, **kw), causal_trace(remote, PROMPT, **kw)
+    kw = dict(subject="Eiffel Tower", samples=3, window=2, noise=0.5, kinds=("hidden", "mlp"))
+    a, b = causal_trace(local, "The Eiffel Tower is in", **kw), causal_trace(remote, "The Eiffel Tower is in", **kw)
     assert (a.target.id, a.subject_range, a.clean_top_id) == (b.target.id, b.subject_range, b.clean_top_id)
     assert b.p_clean == pytest.approx(a.p_clean, abs=1e-6) and b.p_corrupted == pytest.approx(a.p_corrupted, abs=1e-6)
     for kind in a.kinds:
         np.testing.assert_allclose(b.kinds[kind], a.kinds[kind], atol=1e-5)
+
+
+@pytest.mark.parametrize("pair", ["llama"], indirect=True)
+def test_default_noise_read_remotely(pair):
+    from visit.localization.causal_trace import default_noise
+    from visit.remote.causal import _subject_embedding_std
+
+    local, remote = pair
+    assert _subject_embedding_std(remote) * 3 == pytest.approx(default_noise(local), rel=1e-5)
 
 
 @pytest.mark.parametrize("pair", ["llama"], indirect=True)
@@ -132,6 +141,22 @@ def test_editing_refused_with_one_line(pair):
         with weights_changed(remote, {name: torch.zeros(1)}):
             pass
     assert "remotely" in str(err.value) and "\n" not in str(err.value)
+    from visit.editing.edit import check_editable
+
+    with pytest.raises(VisitError, match="remotely"):
+        check_editable(remote)
+
+
+@pytest.mark.parametrize("pair", ["llama"], indirect=True)
+def test_whole_matrix_download_refused_past_the_limit(pair):
+    _, remote = pair
+    cache = remote.weights.cache
+    limit, cache.limit = cache.limit, cache.fetched  # nothing more may be downloaded whole
+    try:
+        with pytest.raises(VisitError, match="VISIT_REMOTE_MAX_FETCH"):
+            remote.weights.W_U
+    finally:
+        cache.limit = limit
 
 
 @pytest.mark.parametrize("pair", ["llama"], indirect=True)

@@ -43,6 +43,7 @@ def load_from_args(args):
     import visit.remote  # noqa: F401 - registers the ndif: scheme (remote models)
     from visit.models import load_model
 
+    logging.getLogger("visit.remote").setLevel(logging.INFO)  # a remote model's transfer estimate, before loading
     return load_model(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
                       max_memory=args.max_memory)
 

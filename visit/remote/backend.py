@@ -28,7 +28,7 @@ from visit.hooks import points as hp
 from visit.hooks.interventions import Intervention
 from visit.hooks.runner import Hooked
 from visit.lens import top_tokens
-from visit.remote import program
+from visit.remote import estimate, program
 from visit.remote.transport import Transport
 
 _PART = {"first": "first", "pattern": "pattern", "logits_attr": "logits"}  # else "value"
@@ -39,14 +39,21 @@ _MODEL_KWARGS = {"attention_mask", "position_ids", "logits_to_keep"}
 class RemoteBackend:
     """Forward passes, lens projections and weights of a model that lives elsewhere (``transport``)."""
 
-    def __init__(self, transport: Transport, unembed_path: str):
+    def __init__(self, transport: Transport, unembed_path: str, value_bytes: int = 4):
         self.transport = transport
         self.unembed_path = unembed_path
+        self.value_bytes = value_bytes  # of the model where it runs (what recorded values travel in)
         self._order: dict[tuple[str, str], int] | None = None
 
     @property
     def ledger(self):
         return self.transport.ledger
+
+    def describe(self, vm, tokens: int = 16) -> str:
+        """Where the model runs and what one trace of ``tokens`` tokens transfers (:mod:`visit.remote.estimate`)."""
+        where = "simulated NDIF (a local copy)" if self.transport.simulate else "NDIF"
+        est = estimate.per_trace(vm.model.config, tokens, bytes_per_value=self.value_bytes)
+        return f"runs on {where}: at {tokens} tokens {est.describe()}; {self.ledger.describe()} so far"
 
     # -- forward passes ------------------------------------------------------------------------------------
     def run(self, vm, input_ids: torch.Tensor, read: Iterable[str] = (), write: Iterable[Intervention] = (),

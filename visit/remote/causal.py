@@ -86,14 +86,16 @@ def _cells(vm, ids, eps, clean: dict, t: int, cells, samples: int, window: int, 
 
 
 def _subject_embedding_std(vm) -> float:
-    """:func:`visit.localization.causal_trace.default_noise`'s statistic, the embeddings read remotely."""
+    """:func:`visit.localization.causal_trace.default_noise`'s statistic, the embeddings read remotely: the shipped
+    prompt set's prompts as the rows of one request (padded on the right; an embedding does not look at other
+    positions, so the padding changes nothing that is read)."""
     from visit.prompts import default_prompt_file, load_prompt_file
 
-    rows = []
-    for case in load_prompt_file(default_prompt_file()):
-        if case.subject:
-            ids = encode_prompt(vm, case.prompt)
-            s, e = find_subject(vm.tokenizer, case.prompt, case.subject)
-            _, rec = run(vm, ids, read=["hook_embed"])
-            rows.append(rec["hook_embed"][0, s:e].float())
-    return float(torch.cat(rows).std())
+    cases = [(encode_prompt(vm, c.prompt)[0], find_subject(vm.tokenizer, c.prompt, c.subject))
+             for c in load_prompt_file(default_prompt_file()) if c.subject]
+    width = max(len(ids) for ids, _ in cases)
+    batch = torch.zeros(len(cases), width, dtype=torch.long)
+    for i, (ids, _) in enumerate(cases):
+        batch[i, :len(ids)] = ids
+    _, rec = run(vm, batch, read=["hook_embed"])
+    return float(torch.cat([rec["hook_embed"][i, s:e].float() for i, (_, (s, e)) in enumerate(cases)]).std())

@@ -4,14 +4,17 @@ Counts what :mod:`visit.remote` moves for one trace and its graph, before compre
 
 - **forward** (down): every value the trace records (:func:`visit.tracer.trace_reads`) at every position,
   plus the logits ``[pos, d_vocab]``, in the model's dtype;
-- **heads** (up ``[layers, heads, d_head]``, down ``[layers, heads, d_model]`` in fp32): each head's
-  contribution at the traced position (:meth:`visit.remote.weights.RemoteWeights.head_results`);
-- **lens** (up ``[nodes, d_model]`` fp32, down ``[nodes, k]`` ids and probabilities): the graph's projections;
-- **rows** (down): the output rows of the neurons and heads the graph shows (``graph_neurons`` MLP neurons,
-  ``graph_heads`` heads), fetched once per model and revision;
+- **heads** (up ``[layers, heads, d_head]`` fp32, down ``[layers, heads, d_model]`` in the model's dtype):
+  each head's contribution at the traced position (:meth:`visit.remote.weights.RemoteWeights.head_results`);
+- **memory** (up ``[values, d_head]``, down ``[values, d_model]``, fp32): the graph's memory values through their
+  heads' ``W_O`` slices (:meth:`visit.remote.weights.RemoteWeights.through_heads`);
+- **lens** (up ``[nodes, d_model]`` fp32, down ``[nodes, k]`` ids and probabilities, entropy, the target's
+  probability and rank): the graph's projections;
+- **rows** (down): ``W_out`` rows of the MLP neurons and ``W_O`` rows of the W_O neurons the graph shows, one
+  request per layer and kind, fetched once per model and revision;
 - **open** (down, once): every parameter of at most 65,536 elements (norm gains, biases).
 
-Requests per trace and graph: forward, heads, lens, and one per layer whose shown rows are not cached yet.
+Requests per trace and graph: forward, heads, memory, lens, and (uncached) two per layer for the rows.
 """
 
 from __future__ import annotations
@@ -65,22 +68,36 @@ class Transfer:
     open_once: int
 
     def describe(self) -> str:
-        return (f"one trace moves about {_size(self.down)} down and {_size(self.up)} up in {self.requests} "
-                f"requests (plus {_size(self.rows_once)} of weight rows the first time, cached)")
+        return (f"one trace and its graph move about {_size(self.down)} down and {_size(self.up)} up in "
+                f"{self.requests} requests (plus {_size(self.rows_once)} of weight rows the first time, cached)")
 
 
-def per_trace(config_or_shape, tokens: int, bytes_per_value: int = 2, graph_nodes: int = 300, k: int = 10,
-              graph_neurons: int = 10, graph_heads: int = 4, layers_shown: int | None = None) -> Transfer:
-    """The transfer of one trace and its graph (defaults: the graph's defaults, about 300 projected nodes)."""
+def per_trace(config_or_shape, tokens: int, bytes_per_value: int = 2, k: int = 5, memory_per_head: int = 3,
+              wo_neurons: int = 5, mlp_neurons: int = 10, heads_per_layer: int | None = None) -> Transfer:
+    """The transfer of one trace and its graph at the graph's default settings
+    (:class:`visit.graph.settings.GraphSettings`: every head, 3 memory values each, 5 W_O neurons, 5 + 5 MLP
+    neurons, top 5 tokens per node), every layer shown."""
     s = config_or_shape if isinstance(config_or_shape, Shape) else Shape.of(config_or_shape)
-    layers = s.n_layers if layers_shown is None else layers_shown
+    heads = s.n_heads if heads_per_layer is None else heads_per_layer
+    memory = heads * memory_per_head  # memory values per layer
+    projected = s.n_layers * (6 + heads + memory + wo_neurons + mlp_neurons) + 1  # distinct lens rows
     forward = trace_download(s, tokens, bytes_per_value)
-    heads_up, heads_down = s.n_layers * s.n_heads * s.d_head * 4, s.n_layers * s.n_heads * s.d_model * 4
-    lens_up, lens_down = graph_nodes * s.d_model * 4, graph_nodes * (k * 12 + 16)
-    rows = layers * (graph_neurons * s.d_model + graph_heads * s.d_head * s.d_model) * bytes_per_value
+    heads_up, heads_down = s.n_layers * s.n_heads * s.d_head * 4, s.n_layers * s.n_heads * s.d_model * bytes_per_value
+    memory_up, memory_down = s.n_layers * memory * (s.d_head * 4 + 8), s.n_layers * memory * s.d_model * 4
+    lens_up, lens_down = projected * s.d_model * 4, projected * (k * 16 + 24)
+    rows = s.n_layers * (wo_neurons + mlp_neurons) * s.d_model * bytes_per_value
     small = (2 * s.n_layers + 1) * s.d_model * bytes_per_value
-    return Transfer(3 + layers, 3 * REQUEST_BYTES + heads_up + lens_up, forward + heads_down + lens_down,
-                    rows, small)
+    return Transfer(4 + 2 * s.n_layers, 4 * REQUEST_BYTES + heads_up + memory_up + lens_up,
+                    forward + heads_down + memory_down + lens_down, rows, small)
+
+
+def value_bytes(dtype) -> int:
+    """Bytes per value of a dtype given as a ``torch.dtype``, its name (``"bfloat16"``) or None (fp32)."""
+    import torch
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, None)
+    return torch.finfo(dtype).bits // 8 if isinstance(dtype, torch.dtype) and dtype.is_floating_point else 4
 
 
 def _size(n: float) -> str:

@@ -11,19 +11,23 @@ contacted.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from pathlib import Path
 
 import torch
 
 from visit.errors import VisitError
 from visit.models import loading
 from visit.models.loading import VisitModel, cache_dir, wrap_model
+from visit.remote import estimate
 from visit.remote import weights as rw
 from visit.remote.backend import RemoteBackend
 from visit.remote.transport import Transport
 
 PREFIX = "ndif:"
 KEY_VAR, SIMULATE_VAR = "NDIF_API_KEY", "VISIT_NDIF_SIMULATE"
+log = logging.getLogger(__name__)
 SETUP = (f"set {KEY_VAR} to your NDIF API key (from the NDIF website) and be online; or set {SIMULATE_VAR}=1 "
          f"to simulate NDIF with a local copy of the model")
 
@@ -52,6 +56,7 @@ def load_remote(name: str, **_placement) -> VisitModel:
         config, tokenizer, display = local.model.config, local.tokenizer, local.name
         revision = _local_revision(local)
         transport = Transport(lm, simulate=True)
+        size = estimate.value_bytes(local.model.dtype)
     else:
         key = os.environ.get(KEY_VAR, "").strip()
         if not key:
@@ -63,12 +68,20 @@ def load_remote(name: str, **_placement) -> VisitModel:
         revision, display = getattr(config, "_commit_hash", None) or "main", repo
         lm = TransformersModel(repo, tokenizer=tokenizer)
         transport = Transport(lm, simulate=False, api_key=key)
+        size = estimate.value_bytes(getattr(config, "dtype", None) or getattr(config, "torch_dtype", None))
     if config.model_type not in loading.supported_model_types():
         raise VisitError(f"cannot open '{name}': architecture '{config.model_type}' is not supported")
+    for tokens in (16, 128):  # said before anything is fetched (the CLI shows this logger's INFO lines)
+        log.info("%s: at %d tokens %s", name, tokens, estimate.per_trace(config, tokens, size).describe())
     client = _meta_model(config)
     unembed = next(p for p, m in client.named_modules() if m is client.get_output_embeddings())
-    backend = RemoteBackend(transport, unembed)
-    cache = rw.WeightCache(backend, cache_dir() / "remote" / f"{_safe(repo)}@{revision}")
+    backend = RemoteBackend(transport, unembed, size)
+    root = Path(os.environ.get("VISIT_REMOTE_CACHE_DIR") or cache_dir() / "remote")
+    try:
+        limit = int(os.environ.get("VISIT_REMOTE_MAX_FETCH") or rw.DEFAULT_WHOLE_LIMIT)
+    except ValueError:
+        raise VisitError("VISIT_REMOTE_MAX_FETCH must be a number of bytes") from None
+    cache = rw.WeightCache(backend, root / f"{_safe(repo)}@{revision}", limit, size)
     rw.attach(client, cache)
     client.hf_device_map = {"": "cpu"}  # visit computes on the CPU (visit.models.dispatch.compute_device)
     vm = wrap_model(client, tokenizer, f"{PREFIX}{display}")

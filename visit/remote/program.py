@@ -115,14 +115,26 @@ def weight_slices(model, wanted: list) -> dict:
 
 def head_results(model, paths: list, z: torch.Tensor, conv1d: bool) -> torch.Tensor:
     """Each head's output at one position through its slice of the output projection, for several layers:
-    ``z [layers, heads, d_head]`` and the projections at ``paths`` -> ``[layers, heads, d_model]`` (fp32)."""
+    ``z [layers, heads, d_head]`` and the projections at ``paths`` -> ``[layers, heads, d_model]`` (model dtype)."""
     out = []
     for path, zl in zip(paths, z):
         W = envoy_at(model, path).weight.detach()
         n_heads, d_head = zl.shape
         zl = zl.to(W.device, W.dtype)
         if conv1d:  # [H * dh, d_model]
-            out.append(torch.einsum("hd,hdm->hm", zl, W.view(n_heads, d_head, -1)).float().cpu())
+            out.append(torch.einsum("hd,hdm->hm", zl, W.view(n_heads, d_head, -1)).cpu())
         else:  # nn.Linear: [d_model, H * dh]
-            out.append(torch.einsum("hd,mhd->hm", zl, W.view(-1, n_heads, d_head)).float().cpu())
-    return torch.stack(out)
+            out.append(torch.einsum("hd,mhd->hm", zl, W.view(-1, n_heads, d_head)).cpu())
+    return torch.stack(out)  # in the model's dtype: [layers, heads, d_model] is the trace's largest derived value
+
+
+def through_heads(model, paths: list, heads: list, xs: list, conv1d: bool, n_heads: int, d_head: int) -> list:
+    """Memory values' projections: for each layer's output projection at ``paths``, ``xs[i] [P, d_head]`` through
+    the slices of heads ``heads[i] [P]`` -> ``[P, d_model]`` (fp32, on the CPU)."""
+    out = []
+    for path, h, x in zip(paths, heads, xs):
+        W = envoy_at(model, path).weight.detach()
+        W = W.view(n_heads, d_head, -1) if conv1d else W.view(-1, n_heads, d_head).permute(1, 2, 0)
+        h = torch.as_tensor(h, device=W.device)
+        out.append(torch.einsum("pd,pdm->pm", x.to(W.device, W.dtype), W[h]).float().cpu().clone())
+    return out

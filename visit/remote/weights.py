@@ -8,11 +8,13 @@ The client holds the model's structure on the ``meta`` device (no weights). Thre
   :class:`visit.models.weights.ModelWeights` works unchanged;
 - **rows** of ``W_out`` and ``W_O`` (:class:`Rows`): a graph's neurons and memory values need their own output
   rows only (``W_out(layer)[neurons]``, ``W_O(layer)[heads]``); those rows are fetched, nothing else;
-- **computed remotely**: each head's contribution at the traced position (:meth:`RemoteWeights.head_results`)
-  and the logit lens (:mod:`visit.remote.backend`), so neither ``W_O`` nor the unembedding is downloaded.
+- **computed remotely**: each head's contribution at the traced position (:meth:`RemoteWeights.head_results`),
+  the graph's memory values through their heads' ``W_O`` slices (:meth:`RemoteWeights.through_heads`) and the
+  logit lens (:mod:`visit.remote.backend`), so neither ``W_O`` nor the unembedding is downloaded.
 
 Anything else that needs a whole matrix (an analysis multiplying all of ``W_out``) fetches that parameter once.
-Cache: ``$VISIT_CACHE_DIR/remote/<model>@<revision>/``: whole parameters as ``<module>.<param>.pt``, rows as
+Cache: ``$VISIT_CACHE_DIR/remote/<model>@<revision>/`` (``$VISIT_REMOTE_CACHE_DIR`` instead of
+``$VISIT_CACHE_DIR/remote`` when set): whole parameters as ``<module>.<param>.pt``, rows as
 ``<module>.<param>.rows.pt`` (``{row: tensor}``), in the parameter's dtype.
 """
 
@@ -25,19 +27,28 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
+from visit.errors import VisitError
 from visit.models.weights import ModelWeights
 from visit.remote import program
 
 SMALL = 1 << 16  # parameters up to this many elements are fetched together when the model is opened
 
 
-class WeightCache:
-    """Parameters (and rows of parameters) of one remote model and revision: memory, then disk, then a request."""
+DEFAULT_WHOLE_LIMIT = 1 << 30  # bytes of whole parameters a session may download (VISIT_REMOTE_MAX_FETCH)
 
-    def __init__(self, backend, root: Path):
-        self.backend, self.root = backend, root
+
+class WeightCache:
+    """Parameters (and rows of parameters) of one remote model and revision: memory, then disk, then a request.
+
+    Whole parameters beyond ``limit`` bytes in all (an analysis that multiplies every neuron's row, e.g. the
+    log-prob attribution's all-neuron scores, would download a large part of the checkpoint) are refused with
+    one line instead."""
+
+    def __init__(self, backend, root: Path, limit: int = DEFAULT_WHOLE_LIMIT, value_bytes: int = 4):
+        self.backend, self.root, self.limit, self.value_bytes = backend, root, limit, value_bytes
         self.memory: dict[str, torch.Tensor] = {}
         self.rows: dict[str, dict[int, torch.Tensor]] = {}
+        self.fetched = 0  # bytes of whole parameters downloaded so far
 
     def _file(self, key: str, suffix: str = ".pt") -> Path:
         return self.root / (re.sub(r"[^A-Za-z0-9_.-]", "_", key) + suffix)
@@ -48,13 +59,20 @@ class WeightCache:
         torch.save(obj, tmp)
         tmp.replace(file)
 
-    def get(self, path: str, name: str) -> torch.Tensor:
+    def get(self, path: str, name: str, numel: int = 0) -> torch.Tensor:
         key = f"{path}.{name}" if path else name
         if key not in self.memory:
             file = self._file(key)
             if file.exists():
                 self.memory[key] = torch.load(file, map_location="cpu", weights_only=True)
             else:
+                size = numel * self.value_bytes
+                if self.fetched + size > self.limit:
+                    raise VisitError(
+                        f"this needs the whole parameter {key} ({size / 1e9:.2f} GB), which stays where the remote "
+                        f"model lives: remote models run traces, graphs, ablations and causal tracing there; set "
+                        f"VISIT_REMOTE_MAX_FETCH (bytes, now {self.limit}) to download whole weights anyway")
+                self.fetched += size
                 self.store(self.backend.fetch([(key, path, name, None, 0)]))
         return self.memory[key]
 
@@ -87,18 +105,18 @@ class WeightCache:
 class _Params:
     """A module's parameters by name, from the cache (the ``weights_map`` of accelerate's offload hook)."""
 
-    def __init__(self, cache: WeightCache, path: str):
-        self.cache, self.path = cache, path
+    def __init__(self, cache: WeightCache, path: str, module: nn.Module):
+        self.cache, self.path, self.module = cache, path, module
 
     def __getitem__(self, name: str) -> torch.Tensor:
-        return self.cache.get(self.path, name)
+        return self.cache.get(self.path, name, getattr(self.module, name).numel())
 
 
 def attach(model: nn.Module, cache: WeightCache) -> None:
     """Give every module of the meta ``model`` that holds parameters a hook whose ``weights_map`` is the cache."""
     for path, module in model.named_modules():
         if any(True for _ in module.parameters(recurse=False)):
-            module._hf_hook = SimpleNamespace(weights_map=_Params(cache, path))
+            module._hf_hook = SimpleNamespace(weights_map=_Params(cache, path, module))
 
 
 def prefetch_small(model: nn.Module, cache: WeightCache) -> None:
@@ -206,6 +224,22 @@ class RemoteWeights(ModelWeights):
         out = self.backend.transport.request("heads", torch.zeros(1, 1, dtype=torch.long), program.head_results,
                                              paths, torch.stack([z[l].float().cpu() for l in layers]),
                                              self.adapter.weight_layout == "conv1d")
+        results = {}
+        for l, r in zip(layers, out):
+            gain = self.post_gain(l, "attn")
+            results[l] = (r.float() if gain is None else r.float() * gain).to(self.device)
+        return results
+
+    def through_heads(self, asks: dict) -> dict:
+        """Memory values' projections through ``W_O`` computed where it lives (one request for all layers)."""
+        if not asks:
+            return {}
+        layers = list(asks)
+        out = self.backend.transport.request(
+            "memory", torch.zeros(1, 1, dtype=torch.long), program.through_heads,
+            [f"{self.adapter.blocks}.{l}.{self.adapter.attn_out}" for l in layers],
+            [asks[l][0].cpu().tolist() for l in layers], [asks[l][1].float().cpu() for l in layers],
+            self.adapter.weight_layout == "conv1d", self.dims.n_heads, self.dims.d_head)
         results = {}
         for l, r in zip(layers, out):
             gain = self.post_gain(l, "attn")
