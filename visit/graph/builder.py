@@ -225,6 +225,8 @@ def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
                      f"neurons carry {100 * share:.1f}% of the increase of log p(target) over "
                      f"layers {layers[0]}-{layers[-1]} (asked: {100 * settings.circuit_share:.0f}%)")
     b.memory = memory_vectors_all(trace, {layer: selection[layer].memory for layer in layers})
+    trace.vm.weights.prefetch_rows({l: list(selection[l].neurons) for l in layers},
+                                   {l: list(selection[l].wo_neurons) for l in layers})
     prev = None
     for layer in layers:
         prev = b.block(layer, selection[layer], prev)

@@ -203,6 +203,10 @@ class ModelWeights:
             ),
         )
 
+    def prefetch_rows(self, W_out: Mapping[int, list[int]], W_O: Mapping[int, list[int]]) -> None:
+        """A hint that these rows of ``W_out`` / of ``W_O`` viewed ``[n_heads * d_head, d_model]`` are about to be
+        read (a graph's neurons): nothing to do here; a remote model fetches them in one request."""
+
     def head_results(self, z: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
         """``{layer: z [n_heads, d_head]}`` (the coefficients of one position) -> ``{layer: [n_heads, d_model]}``:
         each head's contribution, ``z[h] @ W_O[h]`` (a remote model computes it where the weights are)."""

@@ -10,11 +10,12 @@ Counts what :mod:`visit.remote` moves for one trace and its graph, before compre
   heads' ``W_O`` slices (:meth:`visit.remote.weights.RemoteWeights.through_heads`);
 - **lens** (up ``[nodes, d_model]`` fp32, down ``[nodes, k]`` ids and probabilities, entropy, the target's
   probability and rank): the graph's projections;
-- **rows** (down): ``W_out`` rows of the MLP neurons and ``W_O`` rows of the W_O neurons the graph shows, one
-  request per layer and kind, fetched once per model and revision;
+- **rows** (down): ``W_out`` rows of the MLP neurons and ``W_O`` rows of the W_O neurons the graph shows, all in
+  one request, fetched once per model and revision;
 - **open** (down, once): every parameter of at most 65,536 elements (norm gains, biases).
 
-Requests per trace and graph: forward, heads, memory, lens, and (uncached) two per layer for the rows.
+Requests per trace and graph: forward, heads, lens (the layer strip), memory, rows (when not cached), lens
+(the graph's nodes): six.
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def per_trace(config_or_shape, tokens: int, bytes_per_value: int = 2, k: int = 5
     lens_up, lens_down = projected * s.d_model * 4, projected * (k * 16 + 24)
     rows = s.n_layers * (wo_neurons + mlp_neurons) * s.d_model * bytes_per_value
     small = (2 * s.n_layers + 1) * s.d_model * bytes_per_value
-    return Transfer(4 + 2 * s.n_layers, 4 * REQUEST_BYTES + heads_up + memory_up + lens_up,
+    strip = 2 * s.n_layers + 1  # the layer strip's lens rows (after attention, after the MLP, final)
+    lens_up += strip * s.d_model * 4
+    lens_down += strip * (k * 16 + 24)
+    return Transfer(6, 6 * REQUEST_BYTES + heads_up + memory_up + lens_up,
                     forward + heads_down + memory_down + lens_down, rows, small)
 
 

@@ -87,18 +87,31 @@ class WeightCache:
         if missing:
             self.store(self.backend.fetch(missing))
 
+    def _known_rows(self, key: str) -> dict[int, torch.Tensor]:
+        if key not in self.rows:
+            file = self._file(key, ".rows.pt")
+            self.rows[key] = torch.load(file, weights_only=True) if file.exists() else {}
+        return self.rows[key]
+
+    def fetch_rows(self, wanted: list[tuple[str, int, list[int]]]) -> None:
+        """Fetch the rows not cached yet of several ``(module path, axis, indices)`` in one request."""
+        asks = []
+        for path, axis, index in wanted:
+            missing = sorted(set(index) - set(self._known_rows(f"{path}.weight")))
+            if missing:
+                asks.append((f"{path}.weight", path, "weight", missing, axis))
+        if not asks:
+            return
+        got = self.backend.fetch(asks)
+        for key, _path, _name, missing, axis in asks:
+            known = self.rows[key]
+            known.update(zip(missing, got[key].unbind(axis)))
+            self._save(known, self._file(key, ".rows.pt"))
+
     def get_rows(self, path: str, axis: int, index: list[int]) -> torch.Tensor:
         """``weight.index_select(axis, index)`` of the module at ``path``, fetching only the rows not cached."""
-        key = f"{path}.weight"
-        known = self.rows.get(key)
-        if known is None:
-            file = self._file(key, ".rows.pt")
-            known = self.rows[key] = torch.load(file, weights_only=True) if file.exists() else {}
-        missing = sorted(set(index) - set(known))
-        if missing:
-            got = self.backend.fetch([(key, path, "weight", missing, axis)])[key]
-            known.update(zip(missing, got.unbind(axis)))
-            self._save(known, self._file(key, ".rows.pt"))
+        self.fetch_rows([(path, axis, index)])
+        known = self.rows[f"{path}.weight"]
         return torch.stack([known[i] for i in index], dim=axis)
 
 
@@ -214,6 +227,14 @@ class RemoteWeights(ModelWeights):
         d = self.dims
         return self._rows(layer, self.adapter.attn_out, "attn", (d.n_heads, d.d_head, d.d_model), lambda: super(
             RemoteWeights, self).W_O(layer))
+
+    def prefetch_rows(self, W_out: dict, W_O: dict) -> None:
+        """Every layer's rows a graph is about to read, in one request."""
+        axis = 1 if self.adapter.weight_layout == "linear" else 0
+        wanted = [(f"{self.adapter.blocks}.{l}.{self.adapter.mlp_out}", axis, rows)
+                  for l, rows in W_out.items() if rows and not self.adapter.moe]
+        wanted += [(f"{self.adapter.blocks}.{l}.{self.adapter.attn_out}", axis, rows) for l, rows in W_O.items() if rows]
+        self.cache.fetch_rows(wanted)
 
     def head_results(self, z: dict) -> dict:
         """Each head's contribution at the traced position, computed where ``W_O`` lives (one request)."""
