@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from visit.errors import VisitError
 from visit.hooks import Intervention, add, replace, run
 from visit.localization import causal_trace as ct
 from visit.localization.subject import find_subject
@@ -36,7 +37,7 @@ def causal_trace(vm, prompt: str, subject: str, target=None, kinds: Sequence[str
         noise = ct.default_noise(vm)
     noise = float(noise)
     if not noise >= 0:
-        raise ct.VisitError(f"the noise scale must be >= 0, not {noise}")
+        raise VisitError(f"the noise scale must be >= 0, not {noise}")
     L, T, d = vm.dims.n_layers, len(ids), vm.dims.d_model
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(samples, s1 - s0, d, generator=gen) * noise
