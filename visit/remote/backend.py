@@ -28,6 +28,7 @@ from visit.hooks import points as hp
 from visit.hooks.interventions import Intervention
 from visit.hooks.runner import Hooked
 from visit.lens import top_tokens
+from visit.matmul import onednn_fits, pack, packed_times
 from visit.remote import estimate, program
 from visit.remote.transport import Transport
 
@@ -156,7 +157,8 @@ class RemoteBackend:
         def project(vectors, mode, k, target, bottom=True):
             normed = lens.normed(vectors, mode).cpu()
             out = self.transport.request("lens", torch.zeros(1, 1, dtype=torch.long), program.lens_rows_at,
-                                         self.unembed_path, normed, lens.softcap, k, target, bottom, top_tokens)
+                                         self.unembed_path, normed, lens.softcap, k, target, bottom, top_tokens,
+                                         (onednn_fits, pack, packed_times), lens.chunk_size)
             return {key: (v.to(lens.vm.device) if torch.is_tensor(v) else v) for key, v in out.items()}
 
         return project

@@ -86,18 +86,28 @@ def run_sites(model, steps: list, keep: dict, target=None) -> dict:
     return saved
 
 
-def lens_rows_at(model, path: str, normed: torch.Tensor, softcap, k: int, target, bottom: bool, top_tokens) -> dict:
+def lens_rows_at(model, path: str, normed: torch.Tensor, softcap, k: int, target, bottom: bool, top_tokens,
+                 matmul, chunk: int) -> dict:
     """The logit lens of ``normed [n, d_model]`` (the final norm already applied) through the output embedding at
     ``path`` (its weight ``[d_vocab, d_model]``, its bias if any, then the soft cap): ``top_tokens``' dict
-    (:func:`visit.lens.top_tokens`, shipped by value), on the CPU. Only ``[n, k]`` tokens travel back."""
+    (:func:`visit.lens.top_tokens`) on the CPU, only ``[n, k]`` tokens travelling back. ``matmul`` (the module's
+    functions ``(onednn_fits, pack, packed_times)`` of :mod:`visit.matmul`) multiplies ``chunk`` rows at a time
+    as the local lens does, so the two agree to the bit on the same hardware. All are shipped by value."""
     unembed = envoy_at(model, path)
     W, bias = unembed.weight.detach(), getattr(unembed, "bias", None)
-    logits = (normed.to(W.device, W.dtype) @ W.T).float()
-    if bias is not None:
-        logits = logits + bias.detach().float()
-    if softcap is not None:
-        logits = torch.tanh(logits / softcap) * softcap
-    out = top_tokens(logits, k, target, bottom)
+    W_U = W.float().T if W.dtype != torch.float32 else W.T
+    fits, pack, packed_times = matmul
+    packed = pack(W_U) if fits(normed[:1].to(W_U.device, W_U.dtype), W_U) else None
+    parts = []
+    for rows in normed.split(chunk):
+        rows = rows.to(W_U.device, W_U.dtype)
+        logits = rows @ W_U if packed is None else packed_times(rows, packed)
+        if bias is not None:
+            logits = logits + bias.detach().float()
+        if softcap is not None:
+            logits = torch.tanh(logits / softcap) * softcap
+        parts.append(top_tokens(logits, k, target, bottom))
+    out = {key: (torch.cat([p[key] for p in parts]) if parts[0][key] is not None else None) for key in parts[0]}
     return {key: (v.cpu().clone() if torch.is_tensor(v) else v) for key, v in out.items()}  # not views: see above
 
 

@@ -134,13 +134,13 @@ class Transport:
 
 def _ship_by_value() -> None:
     """What a request's code calls and the server does not have: this package's server program, the lens' top
-    tokens and the hook layer's interventions (plain torch, no other visit import in the code that runs)."""
+    tokens and matrix product, and the hook layer's interventions (plain torch, no other visit import in the code that runs)."""
     import nnsight
 
-    from visit import lens
+    from visit import lens, matmul
     from visit.hooks import interventions
 
-    for module in (program, lens, interventions):
+    for module in (program, lens, matmul, interventions):
         nnsight.register(module)
 
 
