@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # one traced forward pass and the logit lens over it
     ("visit.tracer", "visit.lens", "visit.summary", "visit.batching"),
     # the methods: each reads traces and the hook layer, none draws
-    ("visit.attribution", "visit.analyses", "visit.localization", "visit.editing", "visit.generation"),
+    ("visit.attribution", "visit.analyses", "visit.localization", "visit.editing", "visit.generation",
+     "visit.remote"),
     # the flow graph: selection, builder, groups, diff, verification against the model
     ("visit.graph",),
     # presentation: figures, report sections, hover text, HTML, the view's link, curation, the feature registry

@@ -48,17 +48,47 @@ def soft_cap(logits: torch.Tensor, cap: float) -> torch.Tensor:
     return torch.tanh(logits / cap) * cap
 
 
+def top_tokens(logits: torch.Tensor, k: int, target: int | None = None, bottom: bool = True) -> dict:
+    """``logits [n, d_vocab]`` -> :class:`LensResult`'s fields as a dict. Plain torch only: a remote model's lens
+    runs this where the model lives (:mod:`visit.remote`)."""
+    # Few passes over the [n, vocab] block (this is the hot path of every graph): one softmax, two
+    # top-k, one dot product for the entropy; log-sum-exp comes from the top token's probability.
+    probs = logits.softmax(-1)
+    k = min(k, logits.shape[-1])
+    top_l, top_i = logits.topk(k, dim=-1)
+    lse = top_l[:, :1] - probs.gather(-1, top_i[:, :1]).log()  # [n, 1]
+    entropy = lse[:, 0] - torch.linalg.vecdot(probs, logits)
+    out = dict(top_ids=top_i, top_probs=(top_l - lse).exp(), bottom_ids=None, bottom_probs=None,
+               entropy=entropy, target_prob=None, target_rank=None, target_logit=None)
+    if bottom:
+        bot_l, out["bottom_ids"] = logits.topk(k, dim=-1, largest=False)
+        out["bottom_probs"] = (bot_l - lse).exp()
+    if target is not None:
+        t_logit = logits[:, target]
+        out["target_logit"] = t_logit
+        out["target_prob"] = probs[:, target]
+        out["target_rank"] = (logits > t_logit.unsqueeze(-1)).sum(-1, dtype=torch.int32) + 1
+    return out
+
+
 class LogitLens:
     def __init__(self, vm: VisitModel, final_scale: torch.Tensor | None = None, chunk_size: int = 256):
         """``final_scale`` (a scalar or ``[1]``) is needed for the frozen mode; take it from
         ``trace["ln_final.hook_scale"][trace.position]``."""
         self.vm = vm
         self.norm = vm.weights.final_norm
-        self.W_U = vm.weights.W_U
-        self.b_U = vm.weights.b_U
         self.softcap = vm.weights.logit_softcap
         self.final_scale = final_scale
         self.chunk_size = chunk_size
+
+    @property
+    def W_U(self) -> torch.Tensor:
+        """``[d_model, d_vocab]``, read when first used (a remote model projects where it lives instead)."""
+        return self.vm.weights.W_U
+
+    @property
+    def b_U(self) -> torch.Tensor | None:
+        return self.vm.weights.b_U
 
     @classmethod
     def for_trace(cls, trace, chunk_size: int = 256) -> "LogitLens":
@@ -88,34 +118,19 @@ class LogitLens:
                 target: int | None = None, bottom: bool = True) -> LensResult:
         """Top-k (and unless ``bottom=False`` bottom-k) tokens, entropy and the target's probability and
         rank for each vector."""
-        vectors = vectors.reshape(-1, vectors.shape[-1]).to(self.W_U.device)
-        parts = [self._project_chunk(chunk, mode, k, target, bottom) for chunk in vectors.split(self.chunk_size)]
+        vectors = vectors.reshape(-1, vectors.shape[-1]).to(self.vm.device)
+        project, size = self._project_chunk, self.chunk_size
+        if self.vm.backend is not None:  # where the model lives (visit.remote), all rows in one request
+            project, size = self.vm.backend.lens_chunk(self), max(1, len(vectors))
+        parts = [project(chunk, mode, k, target, bottom) for chunk in vectors.split(size)]
         if not parts:
-            parts = [self._project_chunk(vectors, mode, k, target, bottom)]
+            parts = [project(vectors, mode, k, target, bottom)]
         merged = {key: (torch.cat([p[key] for p in parts]) if parts[0][key] is not None else None)
                   for key in parts[0]}
         return LensResult(**merged)
 
     def _project_chunk(self, vectors, mode, k, target, bottom=True):
-        # Few passes over the [n, vocab] block (this is the hot path of every graph): one softmax, two
-        # top-k, one dot product for the entropy; log-sum-exp comes from the top token's probability.
-        logits = self.logits(vectors, mode)
-        probs = logits.softmax(-1)
-        k = min(k, logits.shape[-1])
-        top_l, top_i = logits.topk(k, dim=-1)
-        lse = top_l[:, :1] - probs.gather(-1, top_i[:, :1]).log()  # [n, 1]
-        entropy = lse[:, 0] - torch.linalg.vecdot(probs, logits)
-        out = dict(top_ids=top_i, top_probs=(top_l - lse).exp(), bottom_ids=None, bottom_probs=None,
-                   entropy=entropy, target_prob=None, target_rank=None, target_logit=None)
-        if bottom:
-            bot_l, out["bottom_ids"] = logits.topk(k, dim=-1, largest=False)
-            out["bottom_probs"] = (bot_l - lse).exp()
-        if target is not None:
-            t_logit = logits[:, target]
-            out["target_logit"] = t_logit
-            out["target_prob"] = probs[:, target]
-            out["target_rank"] = (logits > t_logit.unsqueeze(-1)).sum(-1, dtype=torch.int32) + 1
-        return out
+        return top_tokens(self.logits(vectors, mode), k, target, bottom)
 
     def describe(self, result: LensResult, i: int) -> dict:
         """One vector's projection as plain data (token strings raw, not escaped)."""

@@ -221,6 +221,7 @@ def collect_values(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) ->
     :mod:`visit.batching` hands it one row of a padded pass at a time."""
     d, w = vm.dims, vm.weights
     values: dict[str, torch.Tensor] = {}
+    zs: dict[int, torch.Tensor] = {}
     for layer in range(d.n_layers):
         for name in _LAYER_READS + _post_reads(vm.adapter):
             values[hook_name(layer, name)] = raw[hook_name(layer, name)][0].float()
@@ -233,11 +234,13 @@ def collect_values(vm: VisitModel, raw: dict, logits: torch.Tensor, pos: int) ->
         z = values[hook_name(layer, "attn.hook_z")][pos]
         if hook_name(layer, "ln1_post.hook_scale") in values:
             z = z / values[hook_name(layer, "ln1_post.hook_scale")][pos]
-        values[hook_name(layer, "attn.hook_result")] = torch.einsum("hd,hdm->hm", z, w.W_O(layer))
+        zs[layer] = z
         values[hook_name(layer, "hook_resid_mid")] = (
             values[hook_name(layer, "hook_resid_pre")] + values[hook_name(layer, "hook_attn_out")] if vm.parallel
             else values[hook_name(layer, "ln2.hook_in")]
         )
+    for layer, result in w.head_results(zs).items():  # all layers at once (one request for a remote model)
+        values[hook_name(layer, "attn.hook_result")] = result
     for name in ("ln_final.hook_in", "ln_final.hook_out"):
         values[name] = raw[name][0].float()
     values["ln_final.hook_scale"] = w.final_norm.scale(values["ln_final.hook_in"])

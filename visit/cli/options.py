@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from visit.errors import VisitError
 from visit.models import load_model
 from visit.models.fit import check_fit
 from visit.models.loading import shipped_model
+from visit import remote  # importing it registers the ndif: scheme (remote models)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +33,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def load_from_args(args):
     """Load ``--model``, saying first on stderr whether it fits (:mod:`visit.models.fit`; not for the shipped
     models, which are small, so their commands' output stays as it was)."""
-    if shipped_model(args.model) is None:
+    logging.getLogger(remote.__name__).setLevel(logging.INFO)  # a remote model's transfer estimate, before loading
+    if shipped_model(args.model) is None and not remote.is_remote(args.model):
         fit = check_fit(args.model, device=args.device, dtype=args.dtype, device_map=args.device_map,
                         max_memory=args.max_memory, download=True)
         if fit.fits is not False:  # a model that will not fit: load_model refuses it with the same line

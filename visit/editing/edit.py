@@ -65,6 +65,9 @@ def register(name: str) -> Callable[[Editor], Editor]:
 def check_editable(vm) -> None:
     """One clear line for models whose MLP the editors cannot change: they edit one dense output projection, and a
     mixture of experts (Mixtral, Qwen-MoE) keeps its experts' projections in one fused 3-D parameter."""
+    if vm.backend is not None:
+        raise VisitError(f"{vm.name} runs remotely: editing changes weights, which stay where the model lives; "
+                         f"load the model locally to edit it")
     if vm.adapter.moe is not None:
         raise VisitError(f"knowledge editing changes one dense MLP projection; {vm.name} is a mixture of experts "
                          f"({vm.adapter.family}), which the editors do not support")

@@ -48,6 +48,7 @@ class _Builder:
         self.norm_inputs: dict[str, str] = {}
         self.highlight = set(settings.highlight)
         self.include = set(settings.include)
+        self.memory: dict[int, dict] = {}  # layer -> memory vectors, when computed for all layers at once
 
     # -- nodes and edges -------------------------------------------------------------------------
     def node(self, layer: int, kind: str, vector: torch.Tensor | None, head=None, index=None, **attrs) -> str:
@@ -96,7 +97,7 @@ class _Builder:
         self.edge(ln1, qkv, "projection", "structural", self.g.nodes[ln1]["norm"])
         concat = self.node(layer, "concat", tr[hook_name(layer, "hook_attn_out")][pos] - w.b_O(layer))
         pattern = tr[hook_name(layer, "attn.hook_pattern")]
-        mems = memory_vectors(tr, layer, sel.memory)
+        mems = self.memory[layer] if layer in self.memory else memory_vectors(tr, layer, sel.memory)
         for h in sel.heads:
             q = self.node(layer, "query", q_all[h], head=h)
             self.edge(qkv, q, "projection", "structural", self.g.nodes[q]["norm"])
@@ -182,19 +183,25 @@ def memory_vectors(trace, layer: int, memory: dict[int, list[int]]) -> dict[tupl
     """VISIT's memory values ``alpha[h, pos, s] * v[s, kv(h)] @ W_O[h]`` for the chosen (head, source)
     pairs only, in one batched product per layer: ``{(h, s): [d_model]}`` (same maths as
     :meth:`Trace.memory_values`, without the heads x sources cross product)."""
-    pairs = [(h, s) for h, srcs in memory.items() for s in srcs]
-    if not pairs:
-        return {}
-    pos = trace.position
-    dev = trace.vm.device
-    heads = torch.tensor([h for h, _ in pairs], device=dev)
-    srcs = torch.tensor([s for _, s in pairs], device=dev)
-    alpha = trace[hook_name(layer, "attn.hook_pattern")][heads, pos, srcs]  # [P]
-    v = trace[hook_name(layer, "attn.hook_v")][srcs, trace.kv_head_of[heads]]  # [P, dh]
-    W_O = trace.vm.weights.W_O(layer)[heads]  # [P, dh, d_model]
-    alpha = alpha / trace.post_scale(layer, "attn")[pos]  # a post-norm's frozen scale (Gemma 2/3), else 1
-    out = torch.bmm((alpha.unsqueeze(-1) * v).unsqueeze(1), W_O).squeeze(1)  # [P, d_model]
-    return dict(zip(pairs, out))
+    return memory_vectors_all(trace, {layer: memory})[layer]
+
+
+def memory_vectors_all(trace, memory: dict[int, dict[int, list[int]]]) -> dict[int, dict]:
+    """:func:`memory_vectors` of several layers (``{layer: {head: sources}}``), the products through ``W_O``
+    in one call (:meth:`visit.models.weights.ModelWeights.through_heads`: one request for a remote model)."""
+    pairs = {layer: [(h, s) for h, srcs in mem.items() for s in srcs] for layer, mem in memory.items()}
+    pos, dev, asks = trace.position, trace.vm.device, {}
+    for layer, ps in pairs.items():
+        if not ps:
+            continue
+        heads = torch.tensor([h for h, _ in ps], device=dev)
+        srcs = torch.tensor([s for _, s in ps], device=dev)
+        alpha = trace[hook_name(layer, "attn.hook_pattern")][heads, pos, srcs]  # [P]
+        v = trace[hook_name(layer, "attn.hook_v")][srcs, trace.kv_head_of[heads]]  # [P, dh]
+        alpha = alpha / trace.post_scale(layer, "attn")[pos]  # a post-norm's frozen scale (Gemma 2/3), else 1
+        asks[layer] = (heads, alpha.unsqueeze(-1) * v)
+    out = trace.vm.weights.through_heads(asks)  # {layer: [P, d_model]}
+    return {layer: dict(zip(ps, out[layer])) if ps else {} for layer, ps in pairs.items()}
 
 
 def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
@@ -216,6 +223,9 @@ def build_graph(trace, target_id: int, settings: GraphSettings | None = None,
         notes.append(f"circuit: {sum(map(len, heads.values()))} heads and {sum(map(len, neurons.values()))} MLP "
                      f"neurons carry {100 * share:.1f}% of the increase of log p(target) over "
                      f"layers {layers[0]}-{layers[-1]} (asked: {100 * settings.circuit_share:.0f}%)")
+    b.memory = memory_vectors_all(trace, {layer: selection[layer].memory for layer in layers})
+    trace.vm.weights.prefetch_rows({l: list(selection[l].neurons) for l in layers},
+                                   {l: list(selection[l].wo_neurons) for l in layers})
     prev = None
     for layer in layers:
         prev = b.block(layer, selection[layer], prev)

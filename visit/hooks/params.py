@@ -40,6 +40,9 @@ def weights_changed(vm, deltas: Sequence[Delta] | Delta = (), key=None) -> Itera
     version, so caches survive re-applying it; without a key the version is new every time. When the block
     ends the weights and the version are again the ones before.
     """
+    if vm.backend is not None:
+        raise VisitError(f"{vm.name} runs remotely: editing changes weights, which stay where the model lives; "
+                         f"load the model locally to edit it")
     stack = [deltas] if isinstance(deltas, Mapping) else list(deltas)
     known = dict(vm.model.named_parameters())
     missing = [n for d in stack for n in d if n not in known]

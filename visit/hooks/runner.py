@@ -120,6 +120,8 @@ def run(vm, input_ids: torch.Tensor, read: Iterable[str] = (), write: Iterable[I
     Returns ``(logits [batch, pos, d_vocab], recorded)``. ``grad=True`` keeps autograd on (and the reads
     attached) for gradients with respect to written values.
     """
+    if vm.backend is not None:  # the model lives elsewhere: the same reads and writes in a request (visit.remote)
+        return vm.backend.run(vm, input_ids, read, write, grad, **model_kwargs)
     ids = input_ids.to(vm.device)
     if ids.dim() == 1:
         ids = ids.unsqueeze(0)

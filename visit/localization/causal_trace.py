@@ -145,6 +145,9 @@ def causal_trace(vm, prompt: str, subject: str, target: str | int | None = None,
     ``progress(done, total, note)`` is called after each batch (it may raise to cancel); ``partial(result)``
     receives the grid filled so far (cells not yet computed are NaN). The model's weights are not touched.
     """
+    if vm.backend is not None:  # the model lives elsewhere: full passes, written and reduced there
+        return vm.backend.causal_trace(vm, prompt, subject, target, kinds, samples, noise, window, seed, progress,
+                                       partial)
     kinds = tuple(dict.fromkeys(kinds))
     _check(samples, window, kinds)
     ids = encode_prompt(vm, prompt)[0]

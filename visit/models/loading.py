@@ -71,6 +71,7 @@ class VisitModel:
     dims: Dims
     weights: ModelWeights
     lock: RWLock  # shared: read the weights at rest; exclusive: the model alone (visit.models.overlay)
+    backend: object = None  # where forward passes and the lens run: None here; a remote model's (visit.remote)
     swap: SessionWeights = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -287,6 +288,14 @@ def gguf_checkpoint(gguf: Path) -> Path:
     return target
 
 
+SCHEMES: dict = {}  # "prefix:" -> loader(name, **placement) for models that live elsewhere (visit.remote)
+
+
+def register_scheme(prefix: str, loader) -> None:
+    """Route names starting with ``prefix`` (e.g. ``"ndif:"``) to ``loader`` in :func:`load_model`."""
+    SCHEMES[prefix.lower()] = loader
+
+
 def load_model(name: str | None = None, device: str | None = None, dtype: str = "float32",
                device_map=None, max_memory=None) -> VisitModel:
     """Load a shipped model (``default``, ``gemma3-270m``), a GGUF file (or a directory holding one), a Hugging
@@ -303,6 +312,9 @@ def load_model(name: str | None = None, device: str | None = None, dtype: str = 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     name = (name or DEFAULT_MODEL).strip()
+    scheme = next((loader for prefix, loader in SCHEMES.items() if name.lower().startswith(prefix)), None)
+    if scheme is not None:
+        return scheme(name, device=device, dtype=dtype, device_map=device_map, max_memory=max_memory)
     if dtype not in DTYPES:
         raise VisitError(f"unknown dtype '{dtype}'; choose one of {', '.join(sorted(DTYPES))}")
     shipped = shipped_model(name)

@@ -206,6 +206,20 @@ class ModelWeights:
             ),
         )
 
+    def prefetch_rows(self, W_out: Mapping[int, list[int]], W_O: Mapping[int, list[int]]) -> None:
+        """A hint that these rows of ``W_out`` / of ``W_O`` viewed ``[n_heads * d_head, d_model]`` are about to be
+        read (a graph's neurons): nothing to do here; a remote model fetches them in one request."""
+
+    def head_results(self, z: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+        """``{layer: z [n_heads, d_head]}`` (the coefficients of one position) -> ``{layer: [n_heads, d_model]}``:
+        each head's contribution, ``z[h] @ W_O[h]`` (a remote model computes it where the weights are)."""
+        return {layer: torch.einsum("hd,hdm->hm", zl, self.W_O(layer)) for layer, zl in z.items()}
+
+    def through_heads(self, asks: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> dict[int, torch.Tensor]:
+        """``{layer: (heads [P], x [P, d_head])}`` -> ``{layer: [P, d_model]}``: each ``x[i] @ W_O[heads[i]]``
+        (memory values; a remote model computes them where the weights are)."""
+        return {layer: torch.bmm(x.unsqueeze(1), self.W_O(layer)[heads]).squeeze(1) for layer, (heads, x) in asks.items()}
+
     def b_O(self, layer: int) -> torch.Tensor:
         """``[d_model]`` (zeros when the model has no output bias; effective like :meth:`W_O`)"""
         return self._view(

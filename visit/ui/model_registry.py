@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
+import visit.remote  # noqa: F401 - registers the ndif: scheme (remote models)
 from visit.errors import VisitError
 from visit.models import DEFAULT_MODEL, VisitModel, load_model
 from visit.ui.policy import ModelPolicy
@@ -80,5 +81,6 @@ class ModelRegistry:
 def describe(vm: VisitModel) -> str:
     d = vm.dims
     kind = "parallel blocks" if vm.parallel else "sequential blocks"
-    return (f"{vm.name}: {d.n_layers} layers, {d.n_heads} heads ({d.n_kv_heads} kv), d_model {d.d_model}, "
+    text = (f"{vm.name}: {d.n_layers} layers, {d.n_heads} heads ({d.n_kv_heads} kv), d_model {d.d_model}, "
             f"d_mlp {d.d_mlp}, vocab {d.d_vocab}, {kind}")
+    return text if vm.backend is None else f"{text}; {vm.backend.describe(vm)}"
