@@ -4,6 +4,9 @@
 - :mod:`visit.editing.edit` -- the editors' interface: :class:`Edit` (weight deltas) and the registry;
 - :mod:`visit.editing.rome` -- ROME (r-ROME key handling by default), with :mod:`visit.editing.stats` (C = E[kk^T])
   and :mod:`visit.editing.sampling` (text sampled from the model: prefixes, the default corpus);
+- :mod:`visit.editing.memit` -- MEMIT: a batch of facts over a range of layers; :mod:`visit.editing.alphaedit`
+  -- AlphaEdit: MEMIT's updates projected onto the null space of the preserved keys (sequential editing);
+- :mod:`visit.editing.modes` -- CounterFact evaluation in batch and sequential modes (the health curve);
 - :mod:`visit.editing.kn_edit` -- KN-E and CNE (seed 001): embeddings added to / subtracted from neurons' value
   vectors;
 - :mod:`visit.editing.stack` -- :class:`EditStack`: a session's edits, applied in order, reverted bit-exactly;
@@ -13,7 +16,8 @@
 Importing the package registers every editor (:data:`visit.editing.edit.EDITORS`).
 """
 
-from visit.editing import kn_edit, rome  # noqa: F401  (register "rome", "kn", "cne")
+from visit.editing import alphaedit, kn_edit, memit, rome  # noqa: F401  (register "rome", "kn", "cne", "memit",
+#                                                             "alphaedit")
 from visit.editing.edit import EDITORS, Edit, compute_edit
 from visit.editing.request import EditRequest, from_prompt
 from visit.editing.stack import EditStack
