@@ -15,7 +15,7 @@ from visit.hooks import weights_changed
 
 REQS = [EditRequest("The capital of {} is", "France", "Rome and Milan", old="Paris"),
         EditRequest("{} plays the sport of", "Messi", "tennis", old="football")]
-SMALL = AlphaConfig(prefixes=((5, 2),), steps=4, threshold=0.05)
+SMALL = AlphaConfig(prefixes=((5, 2),), steps=4, threshold=0.5)
 CORPUS = ("The capital of France is Paris. Rome is in Italy, and the Eiffel Tower is in Paris. "
           "Messi plays football; Danielle Darrieux spoke French. ") * 40
 
@@ -39,7 +39,7 @@ def same(vm, saved):
 def preserved_span(stats: KeyStats, threshold: float) -> torch.Tensor:
     """C's eigenvectors with eigenvalues at or above the threshold: the span of the keys AlphaEdit preserves."""
     values, vectors = torch.linalg.eigh(stats.C.double())
-    return vectors[:, values >= threshold * values.max()]
+    return vectors[:, values >= threshold * values.median()]
 
 
 def test_the_update_is_orthogonal_to_the_preserved_span_on_random_matrices():
@@ -49,7 +49,7 @@ def test_the_update_is_orthogonal_to_the_preserved_span_on_random_matrices():
     values = torch.cat([torch.linspace(1, 5, 20), torch.full((12,), 1e-4)]).double()
     C = (Q * values) @ Q.T
     st = KeyStats(C.float(), 0, 1000, "random", "test")
-    P = null_space(st, 1e-2).double()
+    P = null_space(st, 0.01).double()  # the median eigenvalue is ~2: below 0.02 are the 12 small ones
     assert round(float(P.trace())) == 12
     torch.testing.assert_close(P @ P, P, atol=1e-6, rtol=0)  # a projection
     K, R = torch.randn(3, d_in, generator=g), torch.randn(3, d_out, generator=g)
