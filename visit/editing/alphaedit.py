@@ -35,7 +35,7 @@ from visit.editing.memit import MemitConfig, _layer_stats, as_requests, edit_fac
 from visit.editing.stats import KeyStats
 from visit.errors import VisitError
 
-THRESHOLD = 0.5
+THRESHOLD = 1.0
 ALPHA = 10.0
 _PROJECTIONS: dict[tuple, torch.Tensor] = {}
 

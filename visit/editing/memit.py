@@ -54,7 +54,7 @@ Solver = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]  # (layer, K 
 
 # The layer range each model ships with (centred on ROME's layer: docs/editing.md); others: default_layers().
 DEFAULT_LAYERS = {"SmolLM2-135M-Instruct": (1, 2, 3, 4, 5)}
-MOM2_WEIGHT = 1.5e4
+MOM2_WEIGHT = 1e3
 MAX_REQUESTS = 1000
 
 

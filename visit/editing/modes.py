@@ -10,6 +10,8 @@
   ones applied (:meth:`visit.editing.stack.EditStack.edit`; AlphaEdit preserves the earlier edits' keys), and
   after every ``every``-th edit and after the last, all records edited so far are scored on the current model:
   the *health curve* (ES/PS/NS/S and GE against the number of edits). The final metrics are the last point.
+  An edit the stack refuses (its logits NaN/inf: a collapsed model) is listed in ``refused`` and the run goes on
+  without it.
 
 In every mode the unedited model is scored too, and the weights at rest are never changed: the edits live in an
 :class:`visit.editing.stack.EditStack` that is applied only while scoring (and restored bit-exactly, also when
@@ -47,9 +49,11 @@ class ModeEvaluation(Evaluation):
     mode: str = "batch"
     every: int | None = None
     curve: list[dict] = field(default_factory=list)
+    refused: list[dict] = field(default_factory=list)  # sequential edits the stack refused (non-finite logits)
 
     def to_json(self) -> dict:
-        return {**super().to_json(), "mode": self.mode, "every": self.every, "curve": self.curve}
+        return {**super().to_json(), "mode": self.mode, "every": self.every, "curve": self.curve,
+                "refused": self.refused}
 
 
 def prepared_options(vm, method: str, requests: Sequence[EditRequest], layer: int | None = None,
@@ -125,7 +129,7 @@ def evaluate_mode(vm, records: Sequence[Record], method: str = "rome", mode: str
     options = prepared_options(vm, method, [r.request for r in records], layer=layer, progress=progress,
                                **options)
     before = [record_scores(vm, r) for r in records]
-    stack, curve, started = EditStack(), [], time.perf_counter()
+    stack, curve, refused, started = EditStack(), [], [], time.perf_counter()
     t_edit = 0.0
     if mode == "batch":
         if progress is not None:
@@ -138,7 +142,10 @@ def evaluate_mode(vm, records: Sequence[Record], method: str = "rome", mode: str
     else:
         for i, rec in enumerate(records):
             start = time.perf_counter()
-            stack.edit(vm, rec.request, method, **options)
+            try:
+                stack.edit(vm, rec.request, method, **options)
+            except VisitError as exc:  # refused (NaN/inf after a collapse): the record stays in, unedited
+                refused.append({"edits": i + 1, "case_id": rec.case_id, "error": str(exc)})
             t_edit += time.perf_counter() - start
             if (i + 1) % every == 0 or i == n - 1:
                 after, ge = _score(vm, stack, records[: i + 1], fluency)
@@ -158,7 +165,7 @@ def evaluate_mode(vm, records: Sequence[Record], method: str = "rome", mode: str
                           {"edit_per_record": round(t_edit / n, 3), "edit_total": round(t_edit, 3),
                            "total": round(time.perf_counter() - started, 3)},
                           mode=mode, every=every if mode == "sequential" else None,
-                          curve=curve)
+                          curve=curve, refused=refused)
 
 
 def format_curve(curve: Sequence[dict]) -> str:
