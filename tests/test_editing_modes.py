@@ -132,13 +132,20 @@ def model_dir(tiny_factory, tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture
-def files(tmp_path, monkeypatch):
-    """A private cache (short sampled corpus rows: fast key statistics) and the records file."""
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A private cache shared by the CLI tests (the key statistics are sampled once), with short sampled rows."""
     from visit.editing import stats
 
-    monkeypatch.setenv("VISIT_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(stats, "ROW_TOKENS", 24)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VISIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        mp.setattr(stats, "ROW_TOKENS", 24)
+        yield
+
+
+@pytest.fixture
+def files(tmp_path, cache):
+    """The records file (and the private cache)."""
     records = tmp_path / "records.jsonl"
     records.write_text("\n".join(json.dumps(r) for r in RAW), encoding="utf-8")
     return tmp_path, str(records)
