@@ -57,13 +57,12 @@ def editor_options(args) -> dict:
     """The method-specific options the command line gives (ROME's key, MEMIT/AlphaEdit's layers)."""
     from visit.editing.edit import editor
 
+    batched = getattr(editor(args.method), "batched", False)
+    if args.layers and not batched:
+        raise VisitError(f"--layers is for memit and alphaedit; {args.method} takes --layer")
     if args.method == "rome":
         return {"key": args.key}
-    if getattr(editor(args.method), "batched", False) and args.layers:
-        return {"layers": args.layers}
-    if args.layers:
-        raise VisitError(f"--layers is for memit and alphaedit; {args.method} takes --layer")
-    return {}
+    return {"layers": args.layers} if args.layers else {}
 
 
 def run(args) -> int:
