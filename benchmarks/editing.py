@@ -3,9 +3,13 @@
 - C for one layer from the default corpus (text sampled from the model), once: <= 3 min;
 - one ROME edit with C cached: <= 5 s (the first edit of a process also samples the 20 context prefixes, once per
   model, and runs their keys/values, once per weights version: reported separately);
-- ``edit-eval`` with ROME: <= 2 s per record (edit + evaluation + restore; the evaluation part alone reported too).
+- ``edit-eval`` with ROME: <= 2 s per record (edit + evaluation + restore; the evaluation part alone reported too);
+- issue 18: a MEMIT batch of 20 records with cached C (layers 1-5): <= 3 x one ROME edit (``--memit 20``: the
+  MEMIT batch and ROME edits of the same records' first one and of "The capital of France is", alternating in one
+  process; wall and CPU time).
 
     .venv/bin/python benchmarks/editing.py [--threads 1] [--layer 3] [--repeat 3] [--records 5] [--stats [--stats-only]]
+    .venv/bin/python benchmarks/editing.py --threads 1 --memit 20 [--repeat 1]
 
 ``--stats`` computes C from scratch in a private cache directory (slow: that is the measurement); without it the
 cached C of the user's cache is used (computed first if missing).
@@ -48,9 +52,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=5)
     ap.add_argument("--stats", action="store_true", help="time C for one layer from scratch (private cache)")
     ap.add_argument("--stats-only", action="store_true", help="with --stats: stop after timing C")
+    ap.add_argument("--memit", type=int, default=0, help="time a MEMIT batch of N records against ROME edits, only")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memit:
+        return memit_benchmark(args.memit, args.repeat)
     from visit.editing.counterfact import evaluate, load_records
     from visit.editing.request import EditRequest
     from visit.editing.rome import default_layer, rome_edit
@@ -101,6 +108,40 @@ def main() -> None:
           f"{cpu / len(records):.2f} s; edit {result.seconds['edit_per_record']:.2f} s, evaluation "
           f"{result.seconds['eval_per_record']:.2f} s, the rest the unedited scores), passes "
           f"{[r['edit']['steps'] for r in result.records]}, load {load_avg()}")
+
+
+def memit_benchmark(n: int, repeat: int) -> None:
+    """A MEMIT batch of ``n`` shipped records (cached C of its layers, the prefixes sampled beforehand) against one
+    ROME edit (record 0, and "The capital of France is" -> Rome), ``repeat`` rounds alternating in one process."""
+    from visit.editing.counterfact import load_records
+    from visit.editing.memit import default_layers, memit_edit
+    from visit.editing.request import EditRequest
+    from visit.editing.rome import context_prefixes, default_layer, rome_edit
+    from visit.editing.stats import key_stats
+    from visit.models import load_model
+
+    vm = load_model()
+    layers, layer = default_layers(vm), default_layer(vm)
+    stats = {lay: key_stats(vm, lay) for lay in layers}
+    records = load_records(None, limit=n)
+    france = EditRequest("The capital of {} is", "France", "Rome", old="Paris")
+    context_prefixes(vm, ((10, 5),))  # sampled once per model, as the first ROME edit samples its own
+    rome_edit(vm, france, layer=layer, stats=stats[layer])  # warm: ROME's prefixes and their keys/values
+    print(f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
+          f"{torch.get_num_threads()}, model {vm.name}, MEMIT layers {layers}, ROME layer {layer}, {len(records)} "
+          f"records, load {load_avg()}")
+    for i in range(repeat):
+        for name, fn in ((f"ROME, record 0 ({records[0].request.prompt} -> {records[0].request.new})",
+                          lambda: rome_edit(vm, records[0].request, layer=layer, stats=stats[layer])),
+                         ("ROME, The capital of France is -> Rome",
+                          lambda: rome_edit(vm, france, layer=layer, stats=stats[layer])),
+                         (f"MEMIT, batch of {len(records)} records",
+                          lambda: memit_edit(vm, [r.request for r in records], stats=stats))):
+            e, wall, cpu = timed(fn)
+            steps = e.info["steps"]
+            print(f"round {i + 1}: {name}: {wall:.2f} s (cpu {cpu:.2f} s), passes {steps}, load {load_avg()}",
+                  flush=True)
+
 
 if __name__ == "__main__":
     main()

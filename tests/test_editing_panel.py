@@ -29,16 +29,18 @@ def test_inputs_are_checked_before_any_work(app_and_analysis):
 
     app, analysis = app_and_analysis
     ctx = app.visit_context
-    good = ("The capital of {} is", "<b>France</b>", "", " Rome", "kn", "", "averaged", "")
+    good = ("The capital of {} is", "<b>France</b>", "", " Rome", "kn", "", "averaged", "", "")
     with pytest.raises(VisitError, match="trace a prompt first"):
         start(ctx, "nobody", good)
     ctx.state("checks").analysis = analysis
     for values, message in [
-            (("The capital is", "Spain", "", " Rome", "kn", "", "averaged", ""), "no {}"),
+            (("The capital is", "Spain", "", " Rome", "kn", "", "averaged", "", ""), "no {}"),
             ((*good[:4], "nope", *good[5:]), "unknown editing method"),
             ((*good[:5], "two", *good[6:]), "whole number"),
             ((*good[:3], " " + analysis.target.token.strip(), *good[4:]), "same"),
-            ((*good[:7], "x" * 5000), "too long")]:
+            ((*good[:7], "x" * 5000, ""), "too long"),
+            ((*good[:8], "The capital of {} is | Italy | Paris\nonly | two"), "more facts, line 2"),
+            ((*good[:8], "The capital of {} is | Italy | Paris | Paris"), "more facts, line 1: .*same")]:
         with pytest.raises(VisitError, match=message):
             start(ctx, "checks", values)
     assert not len(ctx.state("checks").edits)
@@ -60,7 +62,8 @@ def test_an_edit_changes_only_its_session_also_while_both_trace(app_and_analysis
     ctx, vm = app.visit_context, analysis.vm
     at_rest = logits(vm)
     ctx.state("a").analysis = analysis
-    values = ("The capital of {} is", "<b>France</b>", "", " Rome", "kn", "", "averaged", "Paris is in\n\n<i>x</i>")
+    values = ("The capital of {} is", "<b>France</b>", "", " Rome", "kn", "", "averaged", "Paris is in\n\n<i>x</i>",
+              "")
     job = ctx.jobs.wait(ctx.jobs.submit("a", KIND, start(ctx, "a", values)), 300)
     assert job.status == "done", job.error
     result = ctx.jobs.result("a", KIND)

@@ -5,6 +5,9 @@
 - :mod:`visit.editing.editors` -- every editor by method name (:func:`editor`, :func:`compute_edit`);
 - :mod:`visit.editing.rome` -- ROME (r-ROME key handling by default), with :mod:`visit.editing.stats` (C = E[kk^T])
   and :mod:`visit.editing.sampling` (text sampled from the model: prefixes, the default corpus);
+- :mod:`visit.editing.memit` -- MEMIT: a batch of facts over a range of layers; :mod:`visit.editing.alphaedit`
+  -- AlphaEdit: MEMIT's updates projected onto the null space of the preserved keys (sequential editing);
+- :mod:`visit.editing.modes` -- CounterFact evaluation in batch and sequential modes (the health curve);
 - :mod:`visit.editing.kn_edit` -- KN-E and CNE (seed 001): embeddings added to / subtracted from neurons' value
   vectors;
 - :mod:`visit.editing.stack` -- :class:`EditStack`: a session's edits, applied in order, reverted bit-exactly;

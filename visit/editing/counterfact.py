@@ -62,10 +62,17 @@ class Record:
         try:
             rr = raw["requested_rewrite"]
             request = EditRequest(rr["prompt"], rr["subject"], rr["target_new"]["str"], rr["target_true"]["str"])
-            return cls(raw.get("case_id", where), request, tuple(raw.get("paraphrase_prompts", ())),
-                       tuple(raw.get("neighborhood_prompts", ())), tuple(raw.get("generation_prompts", ())))
-        except (KeyError, TypeError) as exc:
+            prompts = [raw.get(k, []) for k in ("paraphrase_prompts", "neighborhood_prompts", "generation_prompts")]
+            if any(not isinstance(ps, list) or not all(isinstance(p, str) for p in ps) for ps in prompts):
+                raise VisitError("paraphrase_prompts, neighborhood_prompts and generation_prompts must be lists "
+                                 "of texts")
+            return cls(raw.get("case_id", where), request, tuple(prompts[0]), tuple(prompts[1]), tuple(prompts[2]))
+        except KeyError as exc:
             raise VisitError(f"record {where}: not in CounterFact's format (missing {exc})") from None
+        except (TypeError, AttributeError):
+            raise VisitError(f"record {where}: not in CounterFact's format (expected {{\"requested_rewrite\": "
+                             f"{{\"prompt\", \"subject\", \"target_new\": {{\"str\"}}, \"target_true\": "
+                             f"{{\"str\"}}}}, ...}})") from None
         except VisitError as exc:
             raise VisitError(f"record {where}: {exc}") from None
 

@@ -39,15 +39,27 @@ class Edit:
     info: dict = field(default_factory=dict)
     tensors: dict = field(default_factory=dict, repr=False)  # editor-specific tensors (ROME: "key", "value")
     id: int = field(default_factory=lambda: next(_ids))
+    requests: tuple = ()  # a batch edit's requests (MEMIT, AlphaEdit); ``request`` is the first
+
+    @property
+    def all_requests(self) -> tuple:
+        """Every request this edit writes (one, or a batch's)."""
+        return self.requests or (self.request,)
 
     def label(self) -> str:
-        where = f" @ layer {self.layer}" if self.layer is not None else ""
+        layers = self.info.get("layers") if self.layer is None else None
+        where = f" @ layer {self.layer}" if self.layer is not None else (
+            f" @ layers {layers[0]}-{layers[-1]}" if layers else "")
         old = f"{self.request.old.strip()} -> " if self.request.old else "-> "
-        return f"{self.method}{where}: {self.request.prompt} {old}{self.request.new.strip()}"
+        more = f" (+{len(self.requests) - 1} more facts)" if len(self.requests) > 1 else ""
+        return f"{self.method}{where}: {self.request.prompt} {old}{self.request.new.strip()}{more}"
 
     def to_json(self) -> dict:
-        return {"id": self.id, "method": self.method, "layer": self.layer, "request": self.request.to_json(),
-                "parameters": sorted(self.deltas), "info": self.info}
+        out = {"id": self.id, "method": self.method, "layer": self.layer, "request": self.request.to_json(),
+               "parameters": sorted(self.deltas), "info": self.info}
+        if self.requests:
+            out["requests"] = [r.to_json() for r in self.requests]
+        return out
 
 
 def register(name: str) -> Callable[[Editor], Editor]:

@@ -7,7 +7,7 @@ to the import line below.
 
 from __future__ import annotations
 
-from visit.editing import kn_edit, rome  # noqa: F401  (register "rome", "kn", "cne")
+from visit.editing import alphaedit, kn_edit, memit, rome  # noqa: F401  (register rome, kn, cne, memit, alphaedit)
 from visit.editing.edit import EDITORS, Edit, Editor, check_editable
 from visit.editing.request import EditRequest
 from visit.errors import VisitError

@@ -76,9 +76,12 @@ class EditStack:
         return edit
 
     def edit(self, vm, request: EditRequest, method: str = "rome", **options) -> Edit:
-        """Compute an edit on the model with this stack applied, check it and push it."""
+        """Compute an edit on the model with this stack applied, check it and push it. ``request``: one request,
+        or a sequence of them for the batch editors (MEMIT, AlphaEdit: one edit of all)."""
         check_editable(vm)
         fn = editor(method)
+        if getattr(fn, "uses_history", False):  # AlphaEdit preserves the keys of the edits already made
+            options["history"] = tuple(self.edits)
         prepare = getattr(fn, "prepare", None)
         if prepare is not None:  # work that must see the unedited model (ROME's key statistics)
             with bind_session(NONE):

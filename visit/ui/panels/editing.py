@@ -41,6 +41,8 @@ PREFIX = "editing"
 KIND = "edit"
 TEMPLATE, SUBJECT, NEW, OLD = (f"{PREFIX}-{n}" for n in ("template", "subject", "new", "old"))
 METHOD, LAYER, KEY, PROMPTS = (f"{PREFIX}-{n}" for n in ("method", "layer", "key", "prompts"))
+MORE = f"{PREFIX}-more"  # more facts: one batch with the first (MEMIT, AlphaEdit) or one edit each
+MAX_MORE = 50
 LIST, REVERT, REVERT_ALL, SHOW_BEFORE, NOTE = (f"{PREFIX}-{n}" for n in ("list", "revert", "revert-all",
                                                                            "show-before", "note"))
 EVAL_PREFIX, EVAL_KIND = f"{PREFIX}-eval", "edit-eval"
@@ -56,7 +58,8 @@ HINT = ("Rewrite one fact in this session's copy of the weights (nobody else see
         "the prompt with {} for the subject (or the prompt itself, when it contains the subject).")
 SPEAK_TOKENS = 8  # the continuation shown for each prompt, before and after the edit (greedy)
 METHODS = {"rome": "ROME (rank-one, MLP at one layer)", "kn": "KN-E (knowledge neurons)",
-           "cne": "CNE (causal neuron)"}
+           "cne": "CNE (causal neuron)", "memit": "MEMIT (many facts over a range of layers)",
+           "alphaedit": "AlphaEdit (MEMIT in the null space of preserved keys)"}
 
 
 def layout():
@@ -76,6 +79,9 @@ def layout():
                                 {"label": "original", "value": "original"}]),
         dcc.Textarea(id=PROMPTS, placeholder="paraphrases and neighbours to compare, one per line", maxLength=4000,
                      className="input-wide", rows=3),
+        dcc.Textarea(id=MORE, placeholder="more facts, one per line: template | subject | new [| old] "
+                                          "(MEMIT/AlphaEdit: one batch edit; other methods: one edit each)",
+                     maxLength=MAX_PROMPT_CHARS, className="input-wide", rows=2),
     ]
     return html.Div([
         html.P(HINT, className="hint"),
@@ -101,9 +107,27 @@ def _prompts(text: str | None) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def more_requests(text: str | None) -> list:
+    """The "more facts" rows: ``template | subject | new [| old]`` per line (one clear message for a bad row)."""
+    rows = _prompts(text)
+    if len(rows) > MAX_MORE:
+        raise VisitError(f"at most {MAX_MORE} more facts (got {len(rows)})")
+    out = []
+    for i, row in enumerate(rows, 1):
+        parts = [p.strip() for p in row.split("|")]
+        if len(parts) not in (3, 4) or not all(parts):
+            raise VisitError(f"more facts, line {i}: write 'template | subject | new' or 'template | subject | new "
+                             f"| old' (e.g. 'The capital of {{}} is | France | Rome | Paris')")
+        try:
+            out.append(make_request(*parts))
+        except VisitError as exc:
+            raise VisitError(f"more facts, line {i}: {exc}") from None
+    return out
+
+
 def start(ctx, session_id: str, values: tuple):
     """Check the inputs, return the job: edit, measure before/after, diff the graphs (VisitError: the message)."""
-    template, subject, old, new, method, layer, key, prompts = values
+    template, subject, old, new, method, layer, key, prompts, more = values
     analysis = ctx.analysis(session_id)
     if analysis is None:
         raise VisitError("trace a prompt first: the edit is compared on its graph")
@@ -111,7 +135,8 @@ def start(ctx, session_id: str, values: tuple):
     old = (old or "").strip() or analysis.target.token.strip() or None
     request = make_request((template or "").strip() or analysis.trace.prompt, (subject or "").strip(),
                            (new or "").strip(), old)
-    editor(method)  # an unknown method is an error now
+    fn = editor(method)  # an unknown method is an error now
+    extra = more_requests(more)
     layer = parse_int(layer, "the layer", minimum=0)
     listed = _prompts(prompts)
     state = ctx.state(session_id)
@@ -122,7 +147,12 @@ def start(ctx, session_id: str, values: tuple):
     def job(jc):
         stack = state.edits
         before = stack.overlay()
-        edit = stack.edit(vm, request, method, progress=jc.progress, **options)
+        if extra and getattr(fn, "batched", False):
+            edit = stack.edit(vm, [request] + extra, method, progress=jc.progress, **options)
+        else:
+            for req in extra:
+                stack.edit(vm, req, method, progress=jc.progress, **options)
+            edit = stack.edit(vm, request, method, progress=jc.progress, **options)
         after = stack.overlay()
         jc.progress(0, 3, "probabilities before and after")
         rows = before_after(vm, request, listed, before=before, after=after)
@@ -231,7 +261,7 @@ def register_callbacks(app, ctx):
     register_job_callbacks(app, ctx, PREFIX, KIND, start, render, summary=summary,
                            inputs=[State(TEMPLATE, "value"), State(SUBJECT, "value"), State(OLD, "value"),
                                    State(NEW, "value"), State(METHOD, "value"), State(LAYER, "value"),
-                                   State(KEY, "value"), State(PROMPTS, "value")])
+                                   State(KEY, "value"), State(PROMPTS, "value"), State(MORE, "value")])
 
     @app.callback(Output(LIST, "children"), Output(ids.GRAPH_REQUEST, "data", allow_duplicate=True),
                   Input(widget_ids.seen, "data"), Input({"type": REVERT, "index": ALL}, "n_clicks"),
