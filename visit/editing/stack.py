@@ -17,7 +17,7 @@ the earlier edits applied. Reverting an early edit keeps the later ones' deltas 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -86,7 +86,9 @@ class EditStack:
         if prepare is not None:  # work that must see the unedited model (ROME's key statistics)
             with bind_session(NONE):
                 options = prepare(vm, request, **options)
-        with self.applied(vm):
+        # a batch editor changes the weights between its layers (MEMIT: layer l's update is in place while layer
+        # l+1's keys are read), which needs the lock exclusively; taken first, a reader could not ask for it later
+        with (vm.lock if getattr(fn, "batched", False) else nullcontext()), self.applied(vm):
             edit = compute_edit(vm, request, method, **options)
         return self.push(vm, edit)
 
