@@ -24,10 +24,16 @@ from visit.ui.policy import ModelPolicy  # noqa: E402
 
 HOSTILE = hostile_strings()
 HANDLERS = "[onerror], [onload], [ontoggle], [onclick], [onmouseover], a[href^='javascript'], iframe, img, math"
-INJECTABLE = "img, iframe, details, math, circle, a[href^='javascript'], span[style*='99px'], textarea, b, i, em, sup, sub"
+# <details> is the app's own too (tools show some only for some results); an injected one carries its ontoggle
+# handler, which HANDLERS catches
+INJECTABLE = "img, iframe, math, circle, a[href^='javascript'], span[style*='99px'], textarea, b, i, em, sup, sub"
 # AG Grid (the app's tables, visit/ui/grid.py) injects its theme as <style data-ag-css> elements: not counted
-COUNT_JS = ("const out = {}; for (const el of document.querySelectorAll(\"%s, script, style:not([data-ag-css])\")) "
+# <style> elements are not counted: Dash's loading spinners and plotly add their own as the page works (timing-
+# dependent); a style from the corpus is caught by its text instead (INJECTED_STYLE_JS)
+COUNT_JS = ("const out = {}; for (const el of document.querySelectorAll(\"%s, script\")) "
             "{ const k = el.tagName.toLowerCase(); out[k] = (out[k] || 0) + 1; } return out;" % INJECTABLE)
+INJECTED_STYLE_JS = ("return Array.from(document.querySelectorAll('style')).filter("
+                     "s => s.textContent.includes('body{display:none}')).length;")
 GRAPH_JS = "const g = document.querySelector('#%s .js-plotly-plot'); return g && g.data ? g.data.length : 0;" % ids.GRAPH
 
 
@@ -134,6 +140,9 @@ def test_hostile_strings_show_literally_and_inert(browser, server, tokenizer):
     open_page(browser, server)
     count_alerts(browser)
     plain = trace_text(browser, server, "The capital of France is")
+    for tab in browser.find_elements("css selector", ".tool-button"):  # every tool drawn once, as below: charts
+        tab.click()                                                  # and tools add their own tags when shown
+    browser.find_elements("css selector", ".tool-button")[0].click()
     baseline = tag_counts(browser, len(plain.trace.tokens))
     hovered = False
     for prompt in chunks(HOSTILE, tokenizer):
@@ -149,6 +158,7 @@ def test_hostile_strings_show_literally_and_inert(browser, server, tokenizer):
                 tab.click()
             browser.find_elements("css selector", ".tool-button")[0].click()
         assert tag_counts(browser, len(analysis.trace.tokens)) == baseline, prompt
+        assert browser.execute_script(INJECTED_STYLE_JS) == 0, prompt
         assert browser.execute_script("return document.querySelectorAll(arguments[0]).length", HANDLERS) == 0
         assert count_alerts(browser) == 0
     # hover texts carry escaped tokens only: what plotly renders as markup is the app's own <b>/<br>
