@@ -51,20 +51,26 @@ STEER_HINT = ("Steer the pinned nodes (Ctrl/Cmd-click nodes to pin them) with th
               "specs, one per line: L20.N123=x5, L7.H3=0, resid L12 += 4 * dir(L20.N123), ... @ gen")
 
 
+def labelled(text: str, component) -> html.Label:
+    """A control with its name beside it (number boxes show only their value once filled)."""
+    return html.Label([html.Span(text, className="field-label"), component], className="field field-inline")
+
+
 def layout():
     controls = [
-        dcc.Input(id=TOKENS, type="number", value=16, min=1, max=limits.NEW_TOKENS.default, step=1,
-                  className="input-tiny", placeholder="tokens"),
-        dcc.Input(id=TEMPERATURE, type="number", value=0, min=0, step=0.1, className="input-tiny",
-                  placeholder="temperature (0: greedy)"),
-        dcc.Input(id=TOP_P, type="number", value=1, min=0.01, max=1, step=0.05, className="input-tiny",
-                  placeholder="top-p"),
-        dcc.Input(id=SEED, type="number", value=0, min=0, step=1, className="input-tiny", placeholder="seed"),
+        labelled("new tokens", dcc.Input(id=TOKENS, type="number", value=16, min=1, max=limits.NEW_TOKENS.default,
+                                         step=1, className="input-tiny")),
+        labelled("temperature (0: greedy)", dcc.Input(id=TEMPERATURE, type="number", value=0, min=0, step=0.1,
+                                                      className="input-tiny")),
+        labelled("top-p", dcc.Input(id=TOP_P, type="number", value=1, min=0.05, max=1, step=0.05,
+                                    className="input-tiny")),
+        labelled("seed", dcc.Input(id=SEED, type="number", value=0, min=0, step=1, className="input-tiny")),
     ]
     steer = [
         dcc.Dropdown(id=OP, value="zero", clearable=False, className="input-small",
                      options=[{"label": v, "value": k} for k, v in OPS.items()]),
-        dcc.Input(id=VALUE, type="number", value=5, step=0.5, className="input-tiny", placeholder="value"),
+        labelled("value (scale, set or add)", dcc.Input(id=VALUE, type="number", value=5, step=0.5,
+                                                         className="input-tiny")),
         dcc.RadioItems(id=WHERE, value="all", inline=True,
                        options=[{"label": "every position", "value": "all"},
                                 {"label": "generated positions", "value": "gen"}]),
