@@ -3,15 +3,20 @@ earlier edits' keys are preserved in a sequence, and sequential edits of every m
 order bit-exactly."""
 
 import itertools
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from visit.editing import EditRequest, EditStack
 from visit.editing.alphaedit import AlphaConfig, alphaedit_edit, alphaedit_solve, null_space, preserved_keys
-from visit.editing.stats import KeyStats, key_stats
+from visit.editing.stats import KeyStats
 from visit.hooks import weights_changed
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_editing_memit import corpus_stats, params, same  # noqa: E402
 
 REQS = [EditRequest("The capital of {} is", "France", "Rome and Milan", old="Paris"),
         EditRequest("{} plays the sport of", "Messi", "tennis", old="football")]
@@ -22,18 +27,7 @@ CORPUS = ("The capital of France is Paris. Rome is in Italy, and the Eiffel Towe
 
 @pytest.fixture(scope="module")
 def stats(tiny_factory, tmp_path_factory):
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(CORPUS, encoding="utf-8")
-    return {f: {lay: key_stats(tiny_factory(f), lay, corpus=str(path), tokens=600, use_cache=False)
-                for lay in (0, 1)} for f in ("gpt2", "llama")}
-
-
-def params(vm):
-    return {n: p.detach().clone() for n, p in vm.model.named_parameters()}
-
-
-def same(vm, saved):
-    return all(torch.equal(saved[n], p) for n, p in vm.model.named_parameters())
+    return corpus_stats(tiny_factory, tmp_path_factory, CORPUS)
 
 
 def preserved_span(stats: KeyStats, threshold: float) -> torch.Tensor:

@@ -20,13 +20,17 @@ CORPUS = ("The capital of France is Paris. Rome is in Italy, and the Eiffel Towe
           "Danielle Darrieux was an actress; her mother tongue was French. Messi plays football. ") * 40
 
 
-@pytest.fixture(scope="module")
-def stats(tiny_factory, tmp_path_factory):
+def corpus_stats(tiny_factory, tmp_path_factory, corpus: str) -> dict:
     """Key statistics of layers 0-1 of each tiny family from a small text corpus (not cached on disk)."""
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(CORPUS, encoding="utf-8")
+    path.write_text(corpus, encoding="utf-8")
     return {f: {lay: key_stats(tiny_factory(f), lay, corpus=str(path), tokens=600, use_cache=False)
                 for lay in (0, 1)} for f in ("gpt2", "llama")}
+
+
+@pytest.fixture(scope="module")
+def stats(tiny_factory, tmp_path_factory):
+    return corpus_stats(tiny_factory, tmp_path_factory, CORPUS)
 
 
 def params(vm):
